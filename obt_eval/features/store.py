@@ -1,0 +1,193 @@
+"""A feature store for one (corpus, encoder, layer): sharded arrays, an index, a sidecar.
+
+Layout of a store folder::
+
+    sidecar.json                  encoder id, revision/hash, layer, dim, frame rate, dtype, counts
+    index.parquet                 id -> shard, offset, length (frames)   (written when complete)
+    shards/shard-00000.npy        (frames, dim) float16, utterances concatenated
+    shards/shard-00000.json       {id: [offset, length]} - written last: marks the shard finished
+
+Each shard is written atomically and its index piece after it, so a killed extraction resumes by
+skipping every shard whose ``.json`` exists. The store counts as complete only once ``sidecar.json``
+says ``"complete": true``. Arrays are memory-mapped on read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from obt_eval.atomic import read_json, save_npy, write_json, write_parquet
+from obt_eval.errors import BadInputError, NotFoundError
+from obt_eval.provenance import provenance
+
+FORMAT = "obt-eval-features/1"
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+class FeatureStoreWriter:
+    """Writes shards of a store; resumable (finished shards are detected and skipped)."""
+
+    def __init__(self, path: str | os.PathLike, meta: dict):
+        self.path = Path(path)
+        self.meta = dict(meta)
+        (self.path / "shards").mkdir(parents=True, exist_ok=True)
+        sidecar = self.path / "sidecar.json"
+        if sidecar.exists():
+            old = read_json(sidecar)
+            for key in ("encoder_id", "layer", "dim", "revision"):
+                if key in meta and key in old and old[key] != meta[key]:
+                    raise BadInputError(
+                        f"{self.path} already holds features with {key}={old[key]!r}, not {meta[key]!r}",
+                        "delete that folder or choose another workspace to re-extract",
+                    )
+        write_json(sidecar, {**self.meta, "format": FORMAT, "complete": False})
+
+    def shard_done(self, i: int) -> bool:
+        return (self.path / "shards" / f"{shard_name(i)}.json").exists()
+
+    def write_shard(self, i: int, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Concatenate utterances into shard `i` (fp16) and record where each one lies."""
+        index: dict[str, list[int]] = {}
+        arrays = []
+        offset = 0
+        dim = self.meta.get("dim")
+        for uid, array in items:
+            array = np.asarray(array)
+            if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
+                raise ValueError(f"features of {uid} have shape {array.shape}, expected (frames, {dim})")
+            index[uid] = [offset, int(array.shape[0])]
+            offset += int(array.shape[0])
+            arrays.append(array.astype(np.float16))
+        data = np.concatenate(arrays) if arrays else np.zeros((0, dim or 0), np.float16)
+        save_npy(self.path / "shards" / f"{shard_name(i)}.npy", data)
+        write_json(self.path / "shards" / f"{shard_name(i)}.json", index)
+
+    def finalize(self, num_shards: int, extra: dict | None = None) -> FeatureStore:
+        """Merge the shard indexes into index.parquet and mark the store complete."""
+        rows = []
+        for i in range(num_shards):
+            piece = read_json(self.path / "shards" / f"{shard_name(i)}.json")
+            rows.extend((uid, i, off, length) for uid, (off, length) in piece.items())
+        index = pd.DataFrame(rows, columns=["id", "shard", "offset", "length"])
+        write_parquet(self.path / "index.parquet", index)
+        meta = {
+            **self.meta,
+            **(extra or {}),
+            "format": FORMAT,
+            "dtype": "float16",
+            "num_shards": num_shards,
+            "num_utterances": len(index),
+            "num_frames": int(index["length"].sum()) if len(index) else 0,
+            "complete": True,
+            "provenance": provenance(),
+        }
+        write_json(self.path / "sidecar.json", meta)
+        return FeatureStore.open(self.path)
+
+
+class FeatureStore:
+    """Read access to a complete store. ``get`` returns float32 ``(frames, dim)`` arrays."""
+
+    def __init__(self, path: Path, meta: dict, index: pd.DataFrame):
+        self.path = path
+        self.meta = meta
+        self.index = index
+        self._rows = {uid: (int(s), int(o), int(n)) for uid, s, o, n in index.itertuples(index=False)}
+        self._shards: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> FeatureStore:
+        path = Path(path)
+        sidecar = path / "sidecar.json"
+        if not sidecar.exists():
+            raise NotFoundError(
+                f"no feature store at {path}",
+                "run `obt-eval extract --corpus NAME --encoder ENCODER` first and pass the folder it prints",
+            )
+        meta = read_json(sidecar)
+        if not meta.get("complete"):
+            raise BadInputError(
+                f"the feature store at {path} is incomplete (extraction was interrupted)",
+                "re-run the same `obt-eval extract` command: it resumes where it stopped",
+            )
+        return cls(path, meta, pd.read_parquet(path / "index.parquet"))
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def ids(self) -> list[str]:
+        return self.index["id"].tolist()
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def layer(self) -> int | None:
+        return self.meta.get("layer")
+
+    @property
+    def encoder(self) -> str:
+        return self.meta.get("encoder", "")
+
+    @property
+    def corpus(self) -> str:
+        return self.meta.get("corpus", "")
+
+    @property
+    def frame_rate(self) -> float:
+        return float(self.meta.get("frame_rate", 50.0))
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.meta.get("num_frames", 0))
+
+    def lengths(self) -> dict[str, int]:
+        return {uid: n for uid, (_, _, n) in self._rows.items()}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._rows
+
+    # -- data --------------------------------------------------------------------------------
+    def _shard(self, i: int) -> np.ndarray:
+        if i not in self._shards:
+            self._shards[i] = np.load(self.path / "shards" / f"{shard_name(i)}.npy", mmap_mode="r")
+        return self._shards[i]
+
+    def get(self, uid: str, dtype=np.float32) -> np.ndarray:
+        try:
+            shard, offset, length = self._rows[uid]
+        except KeyError:
+            raise NotFoundError(f"utterance {uid!r} has no features in {self.path}") from None
+        return np.asarray(self._shard(shard)[offset : offset + length], dtype=dtype)
+
+    def iter_utterances(self, dtype=np.float32) -> Iterator[tuple[str, np.ndarray]]:
+        """All utterances in storage order (sequential reads of each shard)."""
+        for uid, shard, offset, length in self.index.sort_values(["shard", "offset"]).itertuples(index=False):
+            yield uid, np.asarray(self._shard(int(shard))[offset : offset + length], dtype=dtype)
+
+    def sample_utterances(self, fraction: float, seed: int = 0) -> list[str]:
+        """A random subset of utterance ids (fairseq samples k-means data by utterance)."""
+        if not 0 < fraction <= 1:
+            raise BadInputError(f"sample fraction must be in (0, 1], got {fraction}")
+        ids = self.ids
+        n = max(1, int(np.ceil(len(ids) * fraction)))
+        rng = np.random.default_rng(seed)
+        return [ids[i] for i in sorted(rng.choice(len(ids), size=n, replace=False))]
+
+    def stack(self, ids: Iterable[str] | None = None, dtype=np.float32) -> np.ndarray:
+        """Concatenate the frames of `ids` (all utterances by default) into one array."""
+        ids = self.ids if ids is None else list(ids)
+        if not ids:
+            return np.zeros((0, self.dim), dtype)
+        return np.concatenate([self.get(uid, dtype) for uid in ids])

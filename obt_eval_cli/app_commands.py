@@ -1,0 +1,7 @@
+"""CLI commands of the app area (being written)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Adds this area's commands to `app`."""
