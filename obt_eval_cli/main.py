@@ -29,6 +29,10 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         add_completion=False,
     )
+    @app.callback()
+    def root() -> None:
+        """obt-eval: encoders -> units -> vocoders -> blinded listening tests."""
+
     @app.command()
     def version() -> None:
         """Print the obt-eval version."""
