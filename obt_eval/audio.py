@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from obt_eval.atomic import atomic_path
 from obt_eval.errors import BadInputError
 from obt_eval.frames import SAMPLE_RATE
 
@@ -47,10 +48,10 @@ def load_16k(path: str | os.PathLike) -> np.ndarray:
     return to_mono(data)
 
 
-def write_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_16") -> None:
+def write_wav(
+    path: str | os.PathLike, wave: np.ndarray, sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_16"
+) -> None:
     """Write a WAV atomically (temp name, then rename)."""
-    from obt_eval.atomic import atomic_path
-
     path = Path(path)
     with atomic_path(path, suffix=".wav") as tmp:
         sf.write(str(tmp), np.asarray(wave, dtype=np.float32), sample_rate, subtype=subtype, format="WAV")

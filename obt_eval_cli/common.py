@@ -28,7 +28,8 @@ def report(summary: dict[str, Any], as_json: bool, human: str | None = None) -> 
     if as_json:
         sys.stdout.write(json.dumps(summary, ensure_ascii=False, default=_json_default) + "\n")
     else:
-        typer.echo(human if human is not None else json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default))
+        text = human if human is not None else json.dumps(summary, indent=2, ensure_ascii=False, default=_json_default)
+        typer.echo(text)
 
 
 def parse_int_list(text: str | None) -> list[int] | None:

@@ -1,7 +1,81 @@
-"""CLI commands of the feature area (being written)."""
+"""CLI: `encoders`, `extract` features, `export-features` to the ZeroSpeech layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from obt_eval.corpus import Corpus
+from obt_eval.encoders import ENCODERS
+from obt_eval.errors import BadInputError
+from obt_eval.features import FeatureStore
+from obt_eval.features.extract import ExtractOptions, export_features, extract_features
+from obt_eval_cli.common import JsonOpt, WorkspaceOpt, parse_int_list, report, workspace
+
 
 def register(app: typer.Typer) -> None:
-    """Adds this area's commands to `app`."""
+    @app.command("encoders")
+    def encoders_command(as_json: JsonOpt = False) -> None:
+        """List the registered encoders with their default layer, dimension and licence.
+
+        Example: obt-eval encoders
+        """
+        rows = [{"name": s.name, "source": s.source, "default_layer": s.default_layer, "dim": s.dim,
+                 "licence": s.licence, "description": s.description} for s in ENCODERS.values()]
+        human = "\n".join(f"{r['name']:10} {r['source']:34} layer {r['default_layer']!s:5} {r['dim']!s:5} "
+                          f"{r['licence']}" for r in rows)
+        report({"encoders": rows}, as_json, human)
+
+    @app.command("extract")
+    def extract_command(
+        corpus: Annotated[str, typer.Option("--corpus", help="Corpus name (see `obt-eval corpora`) or folder.")],
+        encoder: Annotated[str, typer.Option(
+            help="Registered name (xlsr53, mms-300m, mms-1b, mfcc, logmel), Hub id, or local checkpoint folder.")],
+        layer: Annotated[int | None, typer.Option(
+            help="Hugging Face hidden_states index (0 = input of block 1, k = output of block k).")] = None,
+        layers: Annotated[str | None, typer.Option(help="Several layers from one pass, e.g. 12-18 or 6,9,12.")] = None,
+        device: Annotated[str | None, typer.Option(help="cuda, cuda:1 or cpu (default: cuda when present).")] = None,
+        batch_seconds: Annotated[float | None, typer.Option(
+            help="Padded audio per batch (default 1000 on GPU, 60 on CPU).")] = None,
+        chunk_seconds: Annotated[float | None, typer.Option(help="Cut longer files into chunks (default 30).")] = None,
+        workers: Annotated[int, typer.Option(help="Audio-decoding threads.")] = 4,
+        overwrite: Annotated[bool, typer.Option(help="Delete existing stores and extract again.")] = False,
+        workspace_dir: WorkspaceOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Extract one layer (or several, from one forward pass) for every utterance of a corpus.
+
+        Example: obt-eval extract --corpus demo --encoder mms-300m --layers 12-18
+        """
+        if layer is not None and layers:
+            raise BadInputError("give --layer or --layers, not both")
+        wanted = [layer] if layer is not None else parse_int_list(layers)
+        ws = workspace(workspace_dir)
+        options = ExtractOptions(batch_seconds=batch_seconds, chunk_seconds=chunk_seconds, workers=workers)
+        stores = extract_features(Corpus.open(corpus, ws), encoder, wanted, ws, device=device, options=options,
+                                  overwrite=overwrite, progress=not as_json)
+        rows = [{"layer": lay, "path": str(s.path), "utterances": len(s), "frames": s.num_frames, "dim": s.dim}
+                for lay, s in stores.items()]
+        first = next(iter(stores.values())).meta
+        audio, seconds = first.get("audio_seconds", 0.0), first.get("extract_seconds", 0.0)
+        summary = {"corpus": corpus, "encoder": encoder, "stores": rows, "audio_seconds": audio,
+                   "extract_seconds": seconds, "x_real_time": round(audio / seconds, 1) if seconds else None}
+        human = "\n".join(f"layer {r['layer']}: {r['utterances']} utterances, {r['frames']} frames x {r['dim']} -> "
+                          f"{r['path']}" for r in rows)
+        report(summary, as_json, human)
+
+    @app.command("export-features")
+    def export_command(
+        store: Annotated[Path, typer.Argument(help="Feature store folder (printed by `extract`).")],
+        out_dir: Annotated[Path, typer.Argument(help="Where to write <utterance-id>.npy files.")],
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Write one <utterance-id>.npy (frames x dim, float32) per utterance: the ZeroSpeech/ABX layout.
+
+        Example: obt-eval export-features workspace/features/demo/mfcc/L- out/mfcc_npy
+        """
+        count = export_features(FeatureStore.open(store), out_dir, progress=not as_json)
+        report({"store": str(store), "out_dir": str(out_dir), "files": count}, as_json,
+               f"wrote {count} .npy files to {out_dir}")

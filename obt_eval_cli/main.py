@@ -45,13 +45,21 @@ def build_app() -> typer.Typer:
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None) -> int:
+    """Run one command line and return its exit status (0 ok, 2 user error); for tests and scripts."""
     command = typer.main.get_command(build_app())
     try:
         command.main(args=argv, prog_name="obt-eval", standalone_mode=True)
     except ObtEvalError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        sys.exit(2)
+        return 2
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))
 
 
 if __name__ == "__main__":

@@ -20,3 +20,64 @@ def workspace(tmp_path, monkeypatch):
     from obt_eval.workspace import Workspace
 
     return Workspace.at(root)
+
+
+def tiny_wav2vec2_config(**overrides):
+    """A few-thousand-parameter wav2vec2 with the real architecture's shape (7 convs, stable LN)."""
+    from transformers import Wav2Vec2Config
+
+    params = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                  conv_dim=(16,) * 7, do_stable_layer_norm=True, feat_extract_norm="layer",
+                  num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, layerdrop=0.1)
+    params.update(overrides)
+    return Wav2Vec2Config(**params)
+
+
+def save_tiny_model(path, model_cls=None, config=None, seed=0):
+    """Random weights saved with save_pretrained: loaded by path, the code path of a real checkpoint."""
+    import torch
+    from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    model = (model_cls or Wav2Vec2Model)(config or tiny_wav2vec2_config()).eval()
+    model.save_pretrained(path)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=True).save_pretrained(path)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory):
+    """Path of a tiny random-weight wav2vec2 checkpoint folder (4 blocks, 32-d)."""
+    path = tmp_path_factory.mktemp("tiny-w2v2")
+    save_tiny_model(path)
+    return path
+
+
+def write_tone_wavs(folder, durations=(1.0, 2.3, 0.6, 3.1), sample_rate=16_000, seed=0):
+    """Harmonic tones with noise, one WAV per duration: utterances of known length, no download needed."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, seconds in enumerate(durations):
+        t = np.arange(int(seconds * sample_rate)) / sample_rate
+        f0 = 110 + 40 * i
+        wave = sum(0.2 / h * np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) for h in range(1, 6))
+        wave = wave * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(t.size)
+        path = folder / f"utt{i:02d}.wav"
+        sf.write(path, wave.astype(np.float32), sample_rate)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def tone_corpus(tmp_path, workspace):
+    """An ingested corpus `tones` of four tone utterances (1.0, 2.3, 0.6 and 3.1 s)."""
+    from obt_eval.corpus import Corpus
+    from obt_eval.corpus.ingest import ingest
+
+    write_tone_wavs(tmp_path / "tones")
+    ingest(tmp_path / "tones", "tones", workspace, progress=False)
+    return Corpus.open("tones", workspace)

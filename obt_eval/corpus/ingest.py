@@ -1,0 +1,306 @@
+"""Ingest a folder of recordings into a corpus: checks, mono 16 kHz audio, metadata, alignments.
+
+Each file is streamed block by block (downmix, NaN/inf and silence checks, soxr resampling), so a
+multi-hour recording never sits in memory. Files that are already 16 kHz mono WAV/FLAC are used in
+place; everything else gets a canonical copy under ``corpora/<name>/audio/``. Every rejected file
+gets a reason and the rest of the folder goes on. A progress log makes a re-run skip finished files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import soxr
+from tqdm import tqdm
+
+from obt_eval.atomic import atomic_path, write_json, write_parquet
+from obt_eval.audio import AUDIO_EXTENSIONS
+from obt_eval.corpus.checks import Rejected, check_readable, wav_declared_data_bytes
+from obt_eval.corpus.manifest import MANIFEST_COLUMNS, Corpus
+from obt_eval.corpus.metadata import read_metadata
+from obt_eval.errors import BadInputError
+from obt_eval.frames import SAMPLE_RATE, WINDOW, num_frames
+from obt_eval.provenance import provenance
+from obt_eval.workspace import Workspace, check_name, safe_name
+
+BLOCK = 1 << 18  # samples per streamed block (~5 s at 48 kHz)
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_duration: float = 3 * 3600.0  # seconds; longer files are rejected with a hint to split them
+    min_sample_rate: int = 4000  # below this a file cannot hold intelligible speech
+    silence_dbfs: float = -60.0  # a file whose peak stays below this is "silence only"
+    copy_audio: bool = False  # True: always write a canonical copy, even for 16 kHz mono WAV/FLAC
+    workers: int = 2
+
+
+@dataclass
+class IngestReport:
+    corpus: str
+    path: str
+    found: int = 0
+    ingested: int = 0
+    rejected: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    hours: float = 0.0
+    speakers: int = 0
+    alignments: int = 0
+
+    def summary(self) -> dict:
+        reasons = Counter(r["reason"].split(":")[0].split("(")[0].strip() for r in self.rejected)
+        return {
+            "corpus": self.corpus, "path": self.path, "found": self.found, "ingested": self.ingested,
+            "rejected": len(self.rejected), "rejected_reasons": dict(reasons), "rejected_files": self.rejected,
+            "hours": round(self.hours, 4), "speakers": self.speakers, "aligned_utterances": self.alignments,
+            "warnings": self.warnings,
+        }
+
+
+def find_audio_files(audio_dir: Path) -> list[Path]:
+    return sorted(p for p in audio_dir.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and not p.is_dir())
+
+
+def utterance_id(path: Path, audio_dir: Path) -> str:
+    """Relative path without extension, folders joined by '__', made file-system safe."""
+    rel = path.relative_to(audio_dir).with_suffix("")
+    return safe_name("__".join(rel.parts))
+
+
+def _stat_key(path: Path) -> list:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def convert_file(src: Path, dst: Path, opts: IngestOptions) -> dict:
+    """Check `src` and produce its canonical 16 kHz mono audio (at `dst` unless usable in place)."""
+    check_readable(src)
+    try:
+        info = sf.info(str(src))
+    except Exception as exc:
+        raise Rejected(f"not a readable audio file ({_libsndfile_message(exc)})") from exc
+    if info.frames <= 0:
+        raise Rejected("no audio samples in the file")
+    if info.samplerate < opts.min_sample_rate:
+        raise Rejected(f"sample rate {info.samplerate} Hz is too low for speech (need >= {opts.min_sample_rate} Hz)")
+    if info.frames / info.samplerate > opts.max_duration:
+        raise Rejected(
+            f"too long: {info.frames / info.samplerate / 3600:.2f} h is over --max-duration "
+            f"{opts.max_duration / 3600:.2f} h; split the recording or raise --max-duration"
+        )
+    declared = wav_declared_data_bytes(src)
+    if declared and declared[1] < declared[0]:
+        raise Rejected(f"truncated: the header declares {declared[0]} data bytes but only {declared[1]} are present")
+
+    in_place = (
+        not opts.copy_audio and info.samplerate == SAMPLE_RATE and info.channels == 1
+        and info.format in ("WAV", "FLAC")
+    )
+    if in_place:
+        produced = _stream_checked(src, info, None, opts)
+        audio_path = src.resolve()
+    else:
+        subtype = "FLOAT" if info.subtype in ("FLOAT", "DOUBLE") else "PCM_16"
+        with atomic_path(dst, suffix=".wav") as tmp:
+            with sf.SoundFile(str(tmp), "w", SAMPLE_RATE, 1, subtype=subtype, format="WAV") as out:
+                produced = _stream_checked(src, info, out, opts)
+        audio_path = dst.resolve()
+    return {
+        "audio_path": str(audio_path), "source_path": str(src.resolve()), "num_samples": produced,
+        "duration": produced / SAMPLE_RATE, "num_frames": num_frames(produced),
+        "orig_sample_rate": info.samplerate, "orig_channels": info.channels,
+    }
+
+
+def _stream_checked(src: Path, info, out: sf.SoundFile | None, opts: IngestOptions) -> int:
+    """Stream `src` block by block: downmix, check, resample, write to `out`; returns 16 kHz samples."""
+    resampler = None if info.samplerate == SAMPLE_RATE else soxr.ResampleStream(
+        info.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    peak, produced, read = 0.0, 0, 0
+    with sf.SoundFile(str(src)) as f:
+        while True:
+            try:
+                block = f.read(BLOCK, dtype="float32", always_2d=True)
+            except Exception as exc:
+                message = _libsndfile_message(exc)
+                raise Rejected(f"truncated or corrupt audio after {read} samples ({message})") from exc
+            last = len(block) < BLOCK
+            read += len(block)
+            mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+            if not np.isfinite(mono).all():
+                raise Rejected("contains NaN or infinite samples")
+            if mono.size:
+                peak = max(peak, float(np.abs(mono).max()))
+            if resampler is not None:
+                mono = resampler.resample_chunk(mono, last=last)
+            produced += len(mono)
+            if out is not None and len(mono):
+                out.write(mono)
+            if last:
+                break
+    if read < info.frames:
+        raise Rejected(f"truncated: the header declares {info.frames} samples but only {read} could be read")
+    if produced < WINDOW:
+        raise Rejected(f"too short: {produced / SAMPLE_RATE * 1000:.0f} ms is less than one 25 ms frame")
+    if peak <= 10 ** (opts.silence_dbfs / 20):
+        level = f"{20 * math.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
+        raise Rejected(f"silence only (peak {level}, below {opts.silence_dbfs:.0f} dBFS)")
+    return produced
+
+
+def _libsndfile_message(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(": ", 1)[-1].strip() if text else type(exc).__name__
+
+
+def ingest(
+    audio_dir: str | os.PathLike,
+    name: str,
+    workspace: Workspace | None = None,
+    *,
+    metadata: str | os.PathLike | None = None,
+    alignments: str | os.PathLike | None = None,
+    options: IngestOptions | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """Ingest every audio file under `audio_dir` as corpus `name`; returns counts and per-file reasons."""
+    opts = options or IngestOptions()
+    workspace = workspace or Workspace.at()
+    check_name(name, "corpus name")
+    audio_dir = Path(audio_dir)
+    if not audio_dir.is_dir():
+        raise BadInputError(f"{audio_dir} is not a folder", "pass the folder that holds the recordings")
+    meta_table = read_metadata(metadata) if metadata is not None else None  # fail on a bad CSV before any work
+
+    root = workspace.corpus_dir(name)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    report = IngestReport(corpus=name, path=str(root))
+    files = find_audio_files(audio_dir)
+    report.found = len(files)
+    if not files:
+        raise BadInputError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {audio_dir}")
+
+    ids: dict[str, Path] = {}
+    jobs: list[tuple[str, Path]] = []
+    for path in files:
+        uid = utterance_id(path, audio_dir)
+        if uid in ids:
+            reason = f"duplicate utterance id {uid!r} (same name as {ids[uid]})"
+            report.rejected.append({"file": str(path), "reason": reason})
+            continue
+        ids[uid] = path
+        jobs.append((uid, path))
+
+    log_path = root / "ingest-log.jsonl"
+    done = _read_log(log_path)
+
+    def work(job: tuple[str, Path]) -> dict:
+        uid, path = job
+        try:
+            key = _stat_key(path)
+        except OSError:
+            key = None
+        previous = done.get(str(path))
+        if previous and previous.get("stat") == key and (
+            "reason" in previous or Path(previous["record"]["audio_path"]).exists()
+        ):
+            return previous
+        try:
+            entry = {"record": {"id": uid, **convert_file(path, root / "audio" / f"{uid}.wav", opts)}}
+        except Rejected as exc:
+            entry = {"reason": str(exc)}
+        except Exception as exc:  # an unexpected per-file failure must not stop the batch
+            entry = {"reason": f"unexpected error: {type(exc).__name__}: {exc}", "retry": True}
+        entry.update(file=str(path), stat=key)
+        return entry
+
+    records = []
+    with open(log_path, "a", encoding="utf-8") as log, ThreadPoolExecutor(max(1, opts.workers)) as pool:
+        for entry in tqdm(pool.map(work, jobs), total=len(jobs), desc=f"ingest {name}", unit="file",
+                          disable=not progress):
+            if entry is not done.get(entry["file"]) and not entry.get("retry"):
+                log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                log.flush()
+            if "reason" in entry:
+                report.rejected.append({"file": entry["file"], "reason": entry["reason"]})
+            else:
+                records.append(entry["record"])
+
+    manifest = pd.DataFrame(records)
+    if manifest.empty:
+        raise BadInputError(
+            f"none of the {len(files)} audio files under {audio_dir} could be ingested",
+            "see the reasons above (--json lists each file)",
+        )
+    manifest = _attach_metadata(manifest, meta_table, report)
+    manifest = manifest[MANIFEST_COLUMNS]
+    if alignments is not None:
+        from obt_eval.corpus.alignment_import import import_alignments
+
+        report.alignments = import_alignments(Path(alignments), manifest, root, report.warnings)
+    write_parquet(root / "manifest.parquet", manifest)
+    report.ingested = len(manifest)
+    report.hours = float(manifest["duration"].sum()) / 3600
+    report.speakers = int(manifest["speaker"].nunique())
+    write_json(root / "corpus.json", {
+        "name": name, "source": str(audio_dir.resolve()),
+        "metadata": str(Path(metadata).resolve()) if metadata else None,
+        "alignments": str(Path(alignments).resolve()) if alignments else None,
+        "options": opts.__dict__, **report.summary(), "provenance": provenance(),
+    })
+    return report
+
+
+def _read_log(path: Path) -> dict[str, dict]:
+    done: dict[str, dict] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill
+                continue
+            done[entry["file"]] = entry
+    return done
+
+
+def _attach_metadata(manifest: pd.DataFrame, table: pd.DataFrame | None, report: IngestReport) -> pd.DataFrame:
+    defaults = {"speaker": "unknown", "language": "", "split": "", "transcript": ""}
+    if table is None:
+        return manifest.assign(**defaults)
+    by_key: dict[str, int] = {}
+    for i, key in enumerate(table["utterance_id"]):
+        by_key[safe_name(Path(str(key)).with_suffix("").as_posix().replace("/", "__"))] = i
+        by_key[safe_name(Path(str(key)).stem)] = i
+    rows, matched = [], set()
+    for uid, source in zip(manifest["id"], manifest["source_path"], strict=True):
+        i = by_key.get(uid, by_key.get(safe_name(Path(source).stem)))
+        if i is None:
+            rows.append(defaults)
+            continue
+        matched.add(i)
+        rows.append({col: (table.at[i, col] if col in table and pd.notna(table.at[i, col]) else default)
+                     for col, default in defaults.items()})
+    missing = len(manifest) - sum(1 for r in rows if r is not defaults)
+    if missing:
+        report.warnings.append(f"{missing} ingested files have no metadata row (speaker 'unknown')")
+    unmatched = len(table) - len(matched)
+    if unmatched:
+        report.warnings.append(f"{unmatched} metadata rows match no ingested file")
+    extra = pd.DataFrame(rows, index=manifest.index).astype(str)
+    return pd.concat([manifest, extra], axis=1)
+
+
+def remove_corpus(name: str, workspace: Workspace) -> None:
+    """Delete an ingested corpus folder (its canonical copies included; sources are never touched)."""
+    Corpus.open(name, workspace)
+    shutil.rmtree(workspace.corpus_dir(name))
