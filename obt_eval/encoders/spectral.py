@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 
-import librosa
 import numpy as np
 import scipy.fft
 import torch
@@ -22,8 +21,19 @@ N_FFT = 512  # 400-sample window zero-padded to 512 (Kaldi's choice)
 
 
 @functools.lru_cache(maxsize=4)
-def _mel_basis(n_mels: int) -> np.ndarray:
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels, fmin=20.0, fmax=SAMPLE_RATE / 2)
+def _mel_basis(n_mels: int, fmin: float = 20.0, fmax: float = SAMPLE_RATE / 2) -> np.ndarray:
+    """Triangular filters equally spaced on the HTK mel scale, (n_mels, N_FFT // 2 + 1).
+
+    Written out rather than taken from librosa, whose import (numba) costs seconds per process.
+    """
+    def to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    edges = 700.0 * (10 ** (np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2) / 2595.0) - 1.0)
+    freqs = np.linspace(0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    rising = (freqs[None, :] - edges[:-2, None]) / (edges[1:-1, None] - edges[:-2, None])
+    falling = (edges[2:, None] - freqs[None, :]) / (edges[2:, None] - edges[1:-1, None])
+    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
 
 
 def log_mel(waves: torch.Tensor, n_mels: int) -> torch.Tensor:
