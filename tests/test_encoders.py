@@ -18,8 +18,8 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 def _full_hidden_states(model, wave: np.ndarray):
     with torch.no_grad():
-        out = model(torch.from_numpy(_normalised(wave))[None], attention_mask=torch.ones(1, wave.size, dtype=torch.long),
-                    output_hidden_states=True)
+        mask = torch.ones(1, wave.size, dtype=torch.long)
+        out = model(torch.from_numpy(_normalised(wave))[None], attention_mask=mask, output_hidden_states=True)
     return out.hidden_states
 
 

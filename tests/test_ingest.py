@@ -113,7 +113,8 @@ def test_rerun_skips_finished_files(tmp_path, workspace, monkeypatch):
 def test_metadata_is_attached_and_checked(tmp_path, workspace):
     write_tone_wavs(tmp_path / "m", durations=(1.0, 1.1, 1.2))
     pd.DataFrame({"utterance_id": ["utt00", "utt01", "ghost"], "speaker": ["ana", "bia", "x"],
-                  "language": ["sat", "sat", "sat"], "text": ["a", "b", "c"]}).to_csv(tmp_path / "meta.csv", index=False)
+                  "language": ["sat", "sat", "sat"], "text": ["a", "b", "c"]}
+                 ).to_csv(tmp_path / "meta.csv", index=False)
     report = ingest(tmp_path / "m", "m", workspace, metadata=tmp_path / "meta.csv", progress=False)
     manifest = Corpus.open("m", workspace).manifest.set_index("id")
     assert manifest.loc["utt00", "speaker"] == "ana" and manifest.loc["utt01", "transcript"] == "b"
@@ -150,3 +151,47 @@ def test_cli_user_error_exits_2_without_traceback(tmp_path, workspace, capsys):
     assert run(["ingest", str(tmp_path / "missing"), "--name", "x"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err and "what to do" in err
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    from obt_eval.demo_corpus import make_demo_corpus
+
+    out = tmp_path_factory.mktemp("demo")
+    make_demo_corpus(out, speakers_per_language=1, sentences_per_language=3)
+    return out
+
+
+@pytest.mark.parametrize("source", ["textgrids", "demo.item"])
+def test_alignments_become_a_table_and_an_item_file(small_demo, workspace, source):
+    from obt_eval.alignments import read_item_file
+
+    report = ingest(small_demo / "wavs", "d", workspace, metadata=small_demo / "metadata.csv",
+                    alignments=small_demo / source, progress=False)
+    corpus = Corpus.open("d", workspace)
+    table = corpus.alignments()
+    assert report.alignments == len(corpus.ids) == 6
+    assert set(table["id"]) == set(corpus.ids)
+    durations = corpus.manifest.set_index("id")["duration"]
+    assert (table["offset"] <= table["id"].map(durations) + 0.02).all() and (table["onset"] < table["offset"]).all()
+    items = read_item_file(corpus.item_path)
+    reference = read_item_file(small_demo / "demo.item")
+    assert len(items) == len(reference) and set(items["speaker"]) == set(corpus.manifest["speaker"])
+
+
+def test_broken_and_overlong_alignments_are_dropped_with_warnings(small_demo, tmp_path, workspace):
+    import shutil
+
+    from obt_eval.alignments import read_textgrid, write_textgrid
+
+    grids = tmp_path / "grids"
+    shutil.copytree(small_demo / "textgrids", grids)
+    first, second, *_ = sorted(grids.glob("*.TextGrid"))
+    first.write_text("File type = \"ooTextFile\"\nthis is not a TextGrid")
+    intervals = read_textgrid(second)
+    end = intervals[-1][1]
+    write_textgrid(second, [*intervals, (end + 5.0, end + 5.5, "a")], xmax=end + 6.0)
+    report = ingest(small_demo / "wavs", "w", workspace, alignments=grids, progress=False)
+    assert any("could not be read" in w and first.name in w for w in report.warnings)
+    assert any("end after their audio" in w for w in report.warnings)
+    assert report.ingested == 6 and report.alignments == 5  # the broken file's utterance has no alignment
