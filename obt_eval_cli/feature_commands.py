@@ -8,10 +8,7 @@ from typing import Annotated
 import typer
 
 from obt_eval.corpus import Corpus
-from obt_eval.encoders import ENCODERS
 from obt_eval.errors import BadInputError
-from obt_eval.features import FeatureStore
-from obt_eval.features.extract import ExtractOptions, export_features, extract_features
 from obt_eval_cli.common import JsonOpt, WorkspaceOpt, parse_int_list, report, workspace
 
 
@@ -22,6 +19,8 @@ def register(app: typer.Typer) -> None:
 
         Example: obt-eval encoders
         """
+        from obt_eval.encoders.registry import ENCODERS
+
         rows = [{"name": s.name, "source": s.source, "default_layer": s.default_layer, "dim": s.dim,
                  "licence": s.licence, "description": s.description} for s in ENCODERS.values()]
         human = "\n".join(f"{r['name']:10} {r['source']:34} layer {r['default_layer']!s:5} {r['dim']!s:5} "
@@ -49,6 +48,8 @@ def register(app: typer.Typer) -> None:
 
         Example: obt-eval extract --corpus demo --encoder mms-300m --layers 12-18
         """
+        from obt_eval.features.extract import ExtractOptions, extract_features  # torch: only when needed
+
         if layer is not None and layers:
             raise BadInputError("give --layer or --layers, not both")
         wanted = [layer] if layer is not None else parse_int_list(layers)
@@ -76,6 +77,9 @@ def register(app: typer.Typer) -> None:
 
         Example: obt-eval export-features workspace/features/demo/mfcc/L- out/mfcc_npy
         """
+        from obt_eval.features import FeatureStore
+        from obt_eval.features.extract import export_features
+
         count = export_features(FeatureStore.open(store), out_dir, progress=not as_json)
         report({"store": str(store), "out_dir": str(out_dir), "files": count}, as_json,
                f"wrote {count} .npy files to {out_dir}")

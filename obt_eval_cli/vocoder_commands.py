@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
     def train_vocoder_cmd(
         units: Annotated[Path, typer.Option("--units", help="Units folder (from `obt-eval units`).")],
         name: Annotated[str | None, typer.Option("--name", help="Vocoder name (default: the units folder's).")] = None,
-        out: Annotated[Path | None, typer.Option("--out", help="Vocoder folder (default: workspace/vocoders/NAME).")] = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Vocoder folder (default: vocoders/NAME).")] = None,
         corpus: CorpusOpt = None,
         speakers: SpeakersOpt = False,
         f0: F0Opt = False,
@@ -144,9 +144,9 @@ def register(app: typer.Typer) -> None:
     def synthesize_cmd(
         vocoder: Annotated[Path, typer.Option("--vocoder", help="Vocoder folder or checkpoint (.pt).")],
         units: Annotated[Path, typer.Option("--units", help="Units folder from the same codebook.")],
-        out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: workspace/stimuli/VOCODER).")] = None,
-        ids: Annotated[str, typer.Option("--ids", help="`held-out`, `all`, or a text file with one id per line.")] = "held-out",
-        dedup: Annotated[bool, typer.Option("--dedup", help="Speak from deduplicated units, predicted durations.")] = False,
+        out: Annotated[Path | None, typer.Option("--out", help="Output folder (default: stimuli/VOCODER).")] = None,
+        ids: Annotated[str, typer.Option("--ids", help="`held-out`, `all`, or a file of ids.")] = "held-out",
+        dedup: Annotated[bool, typer.Option("--dedup", help="Deduplicated units, predicted durations.")] = False,
         speaker: Annotated[str | None, typer.Option("--speaker", help="Voice to use for every utterance.")] = None,
         loudness: Annotated[float, typer.Option("--loudness", help="Target integrated loudness, LUFS.")] = -23.0,
         pad_ms: Annotated[float, typer.Option("--pad-ms", help="Silence added at both ends after trimming.")] = 150.0,
@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
     def metrics_cmd(
         stimuli: Annotated[list[Path], typer.Option("--stimuli", help="Stimuli folder(s) from `synthesize`.")],
         yardstick: Annotated[bool, typer.Option("--yardstick/--no-yardstick",
-                                                help="Also score Griffin-Lim copy synthesis from the true mel.")] = False,
+                                                help="Also score Griffin-Lim from the true mel.")] = False,
         out: Annotated[Path | None, typer.Option("--out", help="Write the per-system table here (CSV).")] = None,
         corpus: CorpusOpt = None,
         ws: WorkspaceOpt = None,
