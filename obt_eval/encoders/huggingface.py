@@ -96,6 +96,8 @@ class HuggingFaceEncoder(Encoder):
             hf_logging.set_verbosity(verbosity)
             hf_logging.enable_progress_bar()
         model.eval().to(self._device)
+        if self._device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # batch shapes repeat (padded to 0.5 s steps)
         if getattr(config, "do_stable_layer_norm", False):
             model.encoder.layer_norm = torch.nn.Identity()  # never applied to the features we read
         self.model = model

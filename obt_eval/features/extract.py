@@ -214,8 +214,13 @@ def _prefetch(todo, shards, audio_paths, pool, depth) -> Iterator[tuple[int, dic
         yield i, {uid: fut.result() for uid, fut in futures.items()}
 
 
+GPU_PAD_BUCKET = SAMPLE_RATE // 2  # on GPU, pad batches to 0.5 s steps: few shapes for cuDNN to tune
+
+
 def _run_batch(encoder: Encoder, batch: list[Segment], waves: dict, layers: list, on_gpu: bool) -> dict:
     longest = max(seg.end - seg.start for seg in batch)
+    if on_gpu and encoder.pads_exactly:
+        longest = -(-longest // GPU_PAD_BUCKET) * GPU_PAD_BUCKET
     padded = torch.zeros(len(batch), longest, dtype=torch.float32, pin_memory=on_gpu)
     lengths = torch.empty(len(batch), dtype=torch.long)
     for row, seg in enumerate(batch):
