@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ import typer
 from obt_eval.errors import BadInputError
 from obt_eval_cli.common import JsonOpt, WorkspaceOpt, report, workspace
 
-PresetOpt = Annotated[str, typer.Option("--preset", help="Model size: `reference` (published recipe) or `tiny`.")]
+PresetOpt = Annotated[str, typer.Option("--preset", help="`reference` (published recipe), `small` or `tiny`.")]
 SpeakersOpt = Annotated[bool, typer.Option("--speakers/--no-speakers", help="Condition on the speaker (keeps voices).")]
 F0Opt = Annotated[bool, typer.Option("--f0/--no-f0", help="Condition on quantised F0 of the original recording.")]
 DurOpt = Annotated[bool, typer.Option("--durations/--no-durations",
@@ -79,6 +80,7 @@ def register(app: typer.Typer) -> None:
         """Train (or resume) a unit HiFi-GAN on one units folder and the corpus audio it came from.
 
         Re-running the same command resumes from the last checkpoint. Works under `torchrun` (DDP).
+        Example: obt-eval train-vocoder --units workspace/units/demo-logmel-k50 --speakers --steps 100000
         """
         from obt_eval.vocoder.train import train_vocoder
 
@@ -87,6 +89,8 @@ def register(app: typer.Typer) -> None:
         out_dir = out or w.vocoder_dir(name or units.resolve().name)
         result = train_vocoder(units, out_dir, cfg, corpus=corpus, workspace=w, speakers=speakers, f0=f0,
                                durations=durations, steps=steps, device=device, overwrite=overwrite)
+        if os.environ.get("RANK", "0") != "0":
+            return  # under torchrun only rank 0 reports
         s = result.summary()
         report(s, as_json, f"vocoder at {s['vocoder']} (step {s['step']}, validation mel-L1 {s['val_mel_l1']}, "
                            f"{s['steps_per_second']} steps/s); curves: {out_dir / 'curves.png'}")
@@ -112,7 +116,10 @@ def register(app: typer.Typer) -> None:
         ws: WorkspaceOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Train one vocoder per encoder with identical settings, seed and utterances (the A/B protocol)."""
+        """Train one vocoder per encoder with identical settings, seed and utterances (the A/B protocol).
+
+        Example: obt-eval train-vocoders --units xlsr53=UNITS_A --units mms-300m=UNITS_B --speakers
+        """
         from obt_eval.units.store import UnitsStore
         from obt_eval.vocoder.train import train_vocoder
 
@@ -154,12 +161,16 @@ def register(app: typer.Typer) -> None:
         no_trim: Annotated[bool, typer.Option("--no-trim", help="Keep edge silence (still pads).")] = False,
         batch_size: Annotated[int, typer.Option("--batch-size", help="Utterances per generator call.")] = 16,
         system: Annotated[str | None, typer.Option("--system", help="System name in tables (default: folder).")] = None,
+        precision: Annotated[str, typer.Option("--precision", help="auto (GPU bf16, CPU fp32), fp32, bf16.")] = "auto",
         corpus: CorpusOpt = None,
         device: DeviceOpt = None,
         ws: WorkspaceOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """Synthesize 16 kHz PCM-16 WAVs, loudness-normalised (EBU R128) and silence-trimmed alike."""
+        """Synthesize 16 kHz PCM-16 WAVs, loudness-normalised (EBU R128) and silence-trimmed alike.
+
+        Example: obt-eval synthesize --vocoder workspace/vocoders/demo-k50 --units workspace/units/demo-k50
+        """
         from obt_eval.vocoder.postprocess import OutputPolicy
         from obt_eval.vocoder.synthesis import synthesize_units
 
@@ -176,7 +187,7 @@ def register(app: typer.Typer) -> None:
         policy = OutputPolicy(loudness_lufs=loudness, trim=not no_trim, trim_db=trim_db, pad_ms=pad_ms)
         result = synthesize_units(vocoder, units, out_dir, ids=id_sel, corpus=corpus, workspace=w,
                                   deduplicate=dedup, speaker=speaker, policy=policy, batch_size=batch_size,
-                                  system=system, device=device)
+                                  system=system, device=device, precision=precision)
         s = result.summary()
         report(s, as_json, f"{s['written']} WAV(s) in {s['out']} ({s['skipped_existing']} already there, "
                            f"{len(s['problems'])} problem(s)); {s['x_real_time']}x real time")
@@ -191,7 +202,10 @@ def register(app: typer.Typer) -> None:
         ws: WorkspaceOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        """MCD (DTW), F0 RMSE, GPE, VDE, FFE and STOI of each system against the original recordings."""
+        """MCD (DTW), F0 RMSE, GPE, VDE, FFE and STOI of each system against the original recordings.
+
+        Example: obt-eval resynthesis-metrics --stimuli workspace/stimuli/demo-logmel-k50 --yardstick
+        """
         import pandas as pd
 
         from obt_eval.atomic import write_text
