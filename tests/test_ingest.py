@@ -195,3 +195,20 @@ def test_broken_and_overlong_alignments_are_dropped_with_warnings(small_demo, tm
     assert any("could not be read" in w and first.name in w for w in report.warnings)
     assert any("end after their audio" in w for w in report.warnings)
     assert report.ingested == 6 and report.alignments == 5  # the broken file's utterance has no alignment
+
+
+def test_atomic_writes_leave_no_temp_files_and_normal_permissions(tmp_path):
+    from obt_eval.atomic import atomic_path, write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~ingest_module_umask()
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "b.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed mid-write")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no b.json, no temp file left
+
+
+def ingest_module_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
