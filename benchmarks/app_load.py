@@ -1,0 +1,208 @@
+"""App responsiveness under load: N simulated raters rating at once over HTTP on localhost.
+
+Starts ``python app.py`` (no job worker) on a generated study with one block per rater, then each
+simulated rater speaks the browser's protocol (Gradio queue/join + event stream, audio GETs):
+join, profile, and per trial: fetch both clips, play/end reports after the clip's real duration, the
+unlock event, submit (records the rating and returns the next trial); every third trial also a reload
+(serves the current trial again, as a refresh or a second device does).
+Prints one JSON object: median and p95 latency per call kind, ratings submitted vs stored (none lost).
+
+    python benchmarks/app_load.py --raters 50 --trials 12 --max-seconds 300          # realistic pace
+    python benchmarks/app_load.py --raters 50 --clip-seconds 0.5 --think-seconds 0   # stress: ~10x faster
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOKEN = re.compile(r"stim/([A-Za-z0-9_-]{32})")
+COUNTER = re.compile(r"Trial (\d+) of (\d+)")
+
+
+class Rater:
+    """One simulated rater: the calls a phone makes, timed at the client."""
+
+    def __init__(self, base: str, config: dict, invite: str, clip_seconds: float, think_seconds: float,
+                 timings: dict, lock):
+        self.base, self.invite, self.clip, self.think = base, invite, clip_seconds, think_seconds
+        self.http = httpx.Client(timeout=60)
+        self.session = secrets.token_hex(6)
+        self.deps = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}
+        self.targets = {i: (d.get("targets") or [[None]])[0][0] for i, d in enumerate(config["dependencies"])}
+        self.timings, self.lock = timings, lock
+        self.submitted = 0
+        self.start_delay = 0.0
+        self.errors: list[str] = []
+
+    def call(self, name: str, data: list, event_data=None) -> str:
+        index = self.deps[name]
+        t0 = time.perf_counter()
+        join = self.http.post(f"{self.base}/gradio_api/queue/join",
+                              json={"data": data, "fn_index": index, "session_hash": self.session,
+                                    "event_data": event_data, "trigger_id": self.targets[index]})
+        join.raise_for_status()
+        event_id = join.json()["event_id"]
+        with self.http.stream("GET", f"{self.base}/gradio_api/queue/data",
+                              params={"session_hash": self.session}) as stream:
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    msg = json.loads(line[5:])
+                    if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":
+                        break
+        elapsed = time.perf_counter() - t0
+        with self.lock:
+            self.timings.setdefault(name, []).append(elapsed)
+        if not msg.get("success", False):
+            raise RuntimeError(f"{name}: {json.dumps(msg)[:300]}")
+        return json.dumps(msg)
+
+    def route(self, method: str, path: str, kind: str) -> httpx.Response:
+        t0 = time.perf_counter()
+        response = self.http.request(method, f"{self.base}{path}")
+        response.raise_for_status()
+        with self.lock:
+            self.timings.setdefault(kind, []).append(time.perf_counter() - t0)
+        return response
+
+    def run(self, max_trials: int, deadline: float) -> None:
+        try:
+            time.sleep(self.start_delay)  # raters arrive over a few seconds, not in one instant
+            text = self.call("rater_join", [self.invite, None])
+            text = self.call("rater_profile", ["Yes", "No", "pt", True, None])
+            for n in range(max_trials):
+                if time.monotonic() > deadline or "completion code" in text or not COUNTER.search(text):
+                    break
+                if n % 3 == 2:  # now and then a reload (refresh, another device): serves the current trial
+                    text = self.call("rater_join", [self.invite, None])
+                both = False
+                for token in TOKEN.findall(text)[:2]:  # A, then B, each to its end
+                    self.route("GET", f"/stim/{token}", "audio")
+                    self.route("POST", f"/stim/{token}/play", "play_event")
+                    time.sleep(self.clip + 0.05)  # the server refuses an "ended" sooner than the clip lasts
+                    both = self.route("POST", f"/stim/{token}/ended", "ended_event").json()["both"]
+                if both:
+                    self.call("rater_unlock", [None])
+                time.sleep(self.think)
+                text = self.call("rater_submit", [4, 3, "A", None])
+                if "Saved." in text:
+                    self.submitted += 1
+                else:
+                    self.errors.append(f"submit not saved: {text[:200]}")
+        except Exception as exc:  # noqa: BLE001 — one failing rater is reported, the others go on
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def summary(values: list[float]) -> dict:
+    values = sorted(values)
+    if not values:
+        return {"n": 0}
+    p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+    return {"n": len(values), "median_ms": round(1000 * statistics.median(values), 1), "p95_ms": round(1000 * p95, 1),
+            "max_ms": round(1000 * values[-1], 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raters", type=int, default=50)
+    parser.add_argument("--trials", type=int, default=12, help="trials per rater (a block has 12)")
+    parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--clip-seconds", type=float, default=2.0, help="length of every clip (A and B)")
+    parser.add_argument("--think-seconds", type=float, default=3.0,
+                        help="time to decide after both clips (0: a stress test far above real raters' pace)")
+    args = parser.parse_args()
+
+    from obt_eval.workspace import Workspace
+    from webapp.sample import make_sample_study
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "ws"
+        ws = Workspace.at(root)
+        t0 = time.perf_counter()
+        made = make_sample_study(ws, utterances=10, seconds=args.clip_seconds, raters=args.raters,
+                                 target_ratings=args.raters, trials_per_block=10)
+        setup_s = time.perf_counter() - t0
+        port = free_port()
+        env = {**os.environ, "OBT_EVAL_HOME": str(root), "OBT_EVAL_ADMIN_PASSWORD": "bench",
+               "OBT_EVAL_START_WORKER": "0", "PORT": str(port)}
+        server = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(600):
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            config = httpx.get(f"{base}/config").json()
+            timings: dict[str, list[float]] = {}
+            lock = threading.Lock()
+            raters = [Rater(base, config, i["invite_token"], args.clip_seconds, args.think_seconds, timings, lock)
+                      for i in made["invites"]]
+            rng = random.Random(0)
+            for r in raters:
+                r.start_delay = rng.uniform(0, 2 * args.clip_seconds + args.think_seconds)
+            deadline = time.monotonic() + args.max_seconds
+            threads = [threading.Thread(target=r.run, args=(args.trials, deadline)) for r in raters]
+            t_run = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t_run
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+        from sqlalchemy import func, select
+
+        from db.models import Trial
+        from pipelines.jobs import database
+
+        with database(ws).session() as s:
+            stored = s.scalar(select(func.count(Trial.id)).where(Trial.submitted_at.is_not(None)))
+        submitted = sum(r.submitted for r in raters)
+        errors = [e for r in raters for e in r.errors]
+        out = {
+            "raters": args.raters, "trials_per_rater": args.trials, "cpu_cores": os.cpu_count(),
+            "clip_seconds": args.clip_seconds, "think_seconds": args.think_seconds,
+            "trials_per_second": round(sum(r.submitted for r in raters) / wall, 2),
+            "setup_seconds": round(setup_s, 1), "run_seconds": round(wall, 1),
+            "serve_trial_on_join_or_reload": summary(timings.get("rater_join", [])),
+            "record_rating_and_serve_next_trial": summary(timings.get("rater_submit", [])),
+            "unlock_scales": summary(timings.get("rater_unlock", [])),
+            "play_event": summary(timings.get("play_event", [])),
+            "ended_event": summary(timings.get("ended_event", [])),
+            "audio_fetch": summary(timings.get("audio", [])),
+            "ratings_submitted": submitted, "ratings_stored": int(stored), "ratings_lost": submitted - int(stored),
+            "errors": errors[:10], "num_errors": len(errors),
+        }
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

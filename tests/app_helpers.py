@@ -1,0 +1,156 @@
+"""Helpers for the app, jobs and browser tests: a served app on a free port, a worker, waiting on jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
+PASSWORD = "test-password-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served_app(workspace_root: Path, start_worker: bool = False) -> Iterator[tuple[str, object]]:
+    """The app (create_app) under uvicorn in a thread on a free port; yields (base URL, AppConfig)."""
+    import uvicorn
+
+    from webapp.config import load_config
+    from webapp.server import create_app, start_background
+
+    os.environ["OBT_EVAL_ADMIN_PASSWORD"] = PASSWORD
+    port = free_port()
+    config = load_config(workspace_root, "127.0.0.1", port, start_worker)
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    start_background(config)
+    try:
+        yield base, config
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        stop_workers(workspace_root)
+
+
+def stop_workers(workspace_root: Path) -> None:
+    """Stop the worker processes this test started for `workspace_root` (by their pid, one by one)."""
+    for pid in worker_pids(workspace_root):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while worker_pids(workspace_root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def worker_pids(workspace_root: Path) -> list[int]:
+    root = str(Path(workspace_root).resolve())
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"pipelines.worker" in cmd and root.encode() in cmd:
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_job(job_id: int, workspace, states=("done", "failed", "cancelled"), timeout: float = 60.0):
+    from pipelines import jobs
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        view = jobs.get(job_id, workspace)
+        if view.state in states:
+            return view
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {jobs.get(job_id, workspace).state} after {timeout} s; "
+                         f"log:\n{jobs.log_tail(jobs.get(job_id, workspace).log_path)}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not yet reaped) counts as gone
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+class RawGradio:
+    """The browser's own protocol (queue/join + the SSE stream), spoken by a script: what an attacker can do."""
+
+    def __init__(self, base: str, session_hash: str | None = None):
+        import secrets
+
+        self.base = base
+        self.session_hash = session_hash or secrets.token_hex(6)
+        self.http = httpx.Client(timeout=30)
+        self.config = self.http.get(f"{base}/config").json()
+        self.components = {c["id"]: c for c in self.config["components"]}
+
+    def dependency(self, api_name: str) -> tuple[int, dict]:
+        for index, dep in enumerate(self.config["dependencies"]):
+            if dep.get("api_name") == api_name:
+                return index, dep
+        raise KeyError(api_name)
+
+    def call(self, fn_index: int, data: list, event_data=None) -> dict:
+        """One event; returns the final message (``{"msg": "process_completed", "output": …}``)."""
+        import json
+
+        dep = self.config["dependencies"][fn_index]
+        body = {"data": data, "fn_index": fn_index, "session_hash": self.session_hash, "event_data": event_data,
+                "trigger_id": (dep.get("targets") or [[None]])[0][0]}
+        join = self.http.post(f"{self.base}/gradio_api/queue/join", json=body)
+        join.raise_for_status()
+        event_id = join.json()["event_id"]
+        with self.http.stream("GET", f"{self.base}/gradio_api/queue/data",
+                              params={"session_hash": self.session_hash}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":
+                    return msg
+        raise AssertionError("the event stream ended without a result")
+
+    def dummy_inputs(self, dep: dict) -> list:
+        """Plausible values for every input of an event (what a script would send)."""
+        values = {"textbox": "zzz", "number": 1, "dropdown": "zzz", "checkbox": True, "code": "{}",
+                  "radio": "Yes", "password": "guess"}
+        out = []
+        for cid in dep["inputs"]:
+            kind = self.components[cid]["type"]
+            out.append(None if kind in ("state", "file", "html", "dataframe") else values.get(kind, "x"))
+        return out

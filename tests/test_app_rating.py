@@ -1,0 +1,155 @@
+"""The rater's flow on the server (no browser): invite, consent, listen gate, idempotent submit, blinded audio."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from db.models import Rating, Stimulus, Trial
+from webapp import rating as R
+from webapp.audio import router, wav_bytes
+from webapp.config import load_config
+from webapp.context import make_context
+from webapp.sample import SAMPLE_SYSTEMS, make_sample_study
+
+CLIP_SECONDS = 0.45
+
+
+@pytest.fixture
+def study(workspace, monkeypatch):
+    monkeypatch.setenv("OBT_EVAL_ADMIN_PASSWORD", "pw")
+    made = make_sample_study(workspace, utterances=2, seconds=CLIP_SECONDS, raters=2)
+    ctx = make_context(load_config(workspace.root, start_worker=False))
+    return ctx, [i["invite_token"] for i in made["invites"]]
+
+
+def _listen(ctx, session, client, slots=("A", "B")):
+    """What the page's player does: fetch the clip, report play, (the clip plays), report its end."""
+    for slot in slots:
+        assert client.get(f"/stim/{session.urls[slot]}").status_code == 200
+        assert client.post(f"/stim/{session.urls[slot]}/play").json()["ok"]
+    time.sleep(CLIP_SECONDS + 0.15)
+    return [client.post(f"/stim/{session.urls[slot]}/ended").json() for slot in slots]
+
+
+def test_a_rater_completes_the_study_once_per_trial(study):
+    ctx, (invite, _) = study
+    client = TestClient(_audio_app(ctx))
+    session = R.RaterSession()
+    assert R.open_invite(ctx, session, "not-a-token").name == "join"
+    assert R.open_invite(ctx, session, f"https://host/?invite={invite}&x=1").name == "profile"  # pasted link
+    assert R.save_profile(ctx, session, "Yes", "No", "pt, gn", consent=False).name == "profile"
+    screen = R.save_profile(ctx, session, "Yes", "No", "pt, gn", consent=True)
+    assert screen.name == "trial" and screen.trial.number == 1
+    total = screen.trial.total
+    recorded = 0
+    while screen.name == "trial":
+        refused, ok = R.submit(ctx, session, 4, 3, "A")
+        assert not ok and "played to the end" in refused.status  # the server's listen gate
+        results = _listen(ctx, session, client)
+        assert results == [{"ok": True, "both": False}, {"ok": True, "both": True}]
+        assert R.unlock(ctx, session)[0]
+        first = session.trial.trial_token
+        screen, ok = R.submit(ctx, session, 4, 3, "A")
+        recorded += ok
+        assert session.trial is None or session.trial.trial_token != first
+    assert recorded == total
+    assert screen.name == "done" and screen.code == R.completion_code(ctx.config.secret, invite)
+    with ctx.db.session() as s:
+        scores = s.scalars(select(Rating.score).where(Rating.score.is_not(None))).all()
+    assert len(scores) == 2 * total
+
+
+def test_an_ended_event_sooner_than_the_clip_can_play_is_refused(study):
+    ctx, (invite, _) = study
+    client = TestClient(_audio_app(ctx))
+    session = R.RaterSession()
+    R.open_invite(ctx, session, invite)
+    R.save_profile(ctx, session, "No", "Yes", "", consent=True)
+    url = f"/stim/{session.urls['A']}"
+    assert client.post(f"{url}/play").json() == {"ok": False, "both": False}  # bytes never downloaded
+    assert client.post(f"{url}/ended").json() == {"ok": False, "both": False}
+    client.get(url)
+    assert client.post(f"{url}/play").json()["ok"]
+    assert client.post(f"{url}/ended").json() == {"ok": False, "both": False}  # at once: faster than the clip
+    assert R.unlock(ctx, session) == (False, "Play recording A and B to the end (without skipping).")
+    time.sleep(CLIP_SECONDS + 0.15)
+    assert client.post(f"{url}/ended").json() == {"ok": True, "both": False}
+    assert R.unlock(ctx, session) == (False, "Play recording B to the end (without skipping).")
+    assert client.post("/stim/unknown-token/ended").status_code == 404
+    assert client.post(f"{url}/delete").status_code == 404
+    # after a reload (a new session), the full play of A is remembered
+    again = R.RaterSession()
+    assert R.open_invite(ctx, again, invite).name == "trial"
+    assert again.ended == {"A"} and again.urls["A"] != session.urls["A"]
+
+
+def test_a_double_submit_counts_once(study):
+    ctx, (invite, _) = study
+    client = TestClient(_audio_app(ctx))
+    session, other_tab = R.RaterSession(), R.RaterSession()
+    R.open_invite(ctx, session, invite)
+    R.save_profile(ctx, session, "Yes", "Yes", "", consent=True)
+    R.open_invite(ctx, other_tab, invite)  # the same rater in a second tab, on the same trial
+    assert other_tab.trial.trial_token == session.trial.trial_token
+    _listen(ctx, session, client)
+    other_tab.ended = {"A", "B"}
+    _, first = R.submit(ctx, session, 5, 1, None)
+    _, second = R.submit(ctx, other_tab, 1, 5, None)
+    assert first and not second
+    with ctx.db.session() as s:
+        trial = s.scalar(select(Trial).where(Trial.submitted_at.is_not(None)))
+        assert sorted(r.score for r in trial.ratings) == [1, 5]
+
+
+def _audio_app(ctx) -> FastAPI:
+    app = FastAPI()
+    app.include_router(router(ctx.tokens))
+    return app
+
+
+def test_audio_is_served_under_one_time_tokens_with_no_names(study):
+    ctx, (invite, invite2) = study
+    client = TestClient(_audio_app(ctx))
+    one, two = R.RaterSession(), R.RaterSession()
+    for session, token in ((one, invite), (two, invite2)):
+        R.open_invite(ctx, session, token)
+        R.save_profile(ctx, session, "Yes", "No", "", consent=True)
+    reload = R.RaterSession()
+    R.open_invite(ctx, reload, invite)
+    urls = [one.urls["A"], one.urls["B"], two.urls.get("A"), reload.urls["A"]]
+    assert len({u for u in urls if u}) == len([u for u in urls if u])  # never the same URL twice
+    first = client.get(f"/stim/{one.urls['A']}")
+    again = client.get(f"/stim/{reload.urls['A']}")  # the same clip served again
+    assert first.status_code == again.status_code == 200
+    assert first.headers["content-type"] == "audio/wav" and "content-disposition" not in first.headers
+    assert first.headers["cache-control"] == "no-store"
+    assert first.content != again.content  # byte-distinct: a repeat cannot be spotted by hashing
+    a, rate = sf.read(io.BytesIO(first.content), dtype="int16")
+    b, _ = sf.read(io.BytesIO(again.content), dtype="int16")
+    assert rate == 16000 and np.array_equal(a, b)  # the same audio, losslessly
+    with ctx.db.session() as s:
+        stimulus = s.scalar(select(Stimulus))
+        names = [*SAMPLE_SYSTEMS, stimulus.opaque_id, stimulus.utterance]
+    for name in names:
+        assert name.encode() not in first.content
+    part = client.get(f"/stim/{one.urls['A']}", headers={"Range": "bytes=0-43"})
+    assert part.status_code == 206 and part.content == first.content[:44]
+    assert part.headers["content-range"] == f"bytes 0-43/{len(first.content)}"
+    assert client.get("/stim/guessed-token").status_code == 404
+
+
+def test_wav_bytes_carry_no_metadata(tmp_path):
+    path = tmp_path / "xlsr53_utt001.wav"
+    sf.write(path, np.zeros(1600, dtype=np.float32), 16000, subtype="PCM_16")
+    data = wav_bytes(path, nonce=b"\x01" * 16)
+    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    assert b"LIST" not in data and b"xlsr53" not in data
+    assert sf.info(io.BytesIO(data)).frames == 1600

@@ -1,0 +1,245 @@
+"""What researchers do from the Admin tab, as plain functions: jobs, corpora, studies, invites, the demo.
+
+Each function starts with `require_admin`, whatever the page showed: the tab's events can be called
+by any script (reference listening-tests.md §0.2). None of them runs heavy work in the request: work is
+a job for the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select, update
+
+from db.models import Rater, Study
+from db.studies import get_study, invite_raters, list_studies
+from obt_eval.errors import BadInputError
+from obt_eval.workspace import check_name
+from pipelines import jobs
+from pipelines.params import defaults
+from pipelines.steps import get_step, kinds
+from webapp.auth import AdminSession, require_admin
+from webapp.context import AppContext
+from webapp.rating import completion_code
+
+JOB_COLUMNS = ["id", "kind", "state", "progress", "message", "started", "seconds"]
+
+
+def job_kinds(session: AdminSession) -> list[str]:
+    require_admin(session)
+    return kinds()
+
+
+def job_template(session: AdminSession, kind: str) -> tuple[str, str]:
+    """The parameter JSON to start from, and a line of help, for a job kind."""
+    require_admin(session)
+    step = get_step(kind)
+    return json.dumps(defaults(step.params), indent=2), f"**{kind}** — {step.help}" + (
+        " (waits for a GPU slot)" if step.gpu else "")
+
+
+def launch(ctx: AppContext, session: AdminSession, kind: str, params_json: str) -> jobs.JobView:
+    require_admin(session)
+    if not kind:
+        raise BadInputError("choose a job kind first")
+    try:
+        params = json.loads(params_json or "{}")
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"the parameters are not valid JSON: {exc.msg} (line {exc.lineno})",
+                            "fix the JSON, e.g. {\"corpus\": \"demo\"}") from exc
+    if not isinstance(params, dict):
+        raise BadInputError("the parameters must be a JSON object", "write them as {\"name\": value, ...}")
+    return jobs.submit(kind, params, ctx.workspace)
+
+
+def jobs_table(ctx: AppContext, session: AdminSession, limit: int = 30) -> pd.DataFrame:
+    require_admin(session)
+    rows = []
+    for job in jobs.list_jobs(ctx.workspace, limit=limit):
+        rows.append({"id": job.id, "kind": job.kind, "state": job.state, "progress": f"{100 * job.progress:.0f}%",
+                     "message": job.message[:120],
+                     "started": job.started_at.strftime("%Y-%m-%d %H:%M:%S") if job.started_at else "",
+                     "seconds": round(job.seconds) if job.seconds is not None else ""})
+    return pd.DataFrame(rows, columns=JOB_COLUMNS)
+
+
+def job_detail(ctx: AppContext, session: AdminSession, job_id: int | None) -> tuple[str, str]:
+    """Markdown with the job's state, parameters, artifacts and error; and its log tail."""
+    require_admin(session)
+    if not job_id:
+        return "Select a job (click its row) to see its log and artifacts.", ""
+    job = jobs.get(int(job_id), ctx.workspace)
+    lines = [f"### Job {job.id}: {job.kind} — {job.state} ({100 * job.progress:.0f}%)"]
+    if job.message:
+        lines.append(f"{job.message}")
+    lines.append(f"**Parameters**\n```json\n{json.dumps(job.params, indent=2)}\n```")
+    if job.artifacts:
+        lines.append(f"**Artifacts**\n```json\n{json.dumps(job.artifacts, indent=2, default=str)[:4000]}\n```")
+    if job.error:
+        lines.append(f"**Error**\n```\n{job.error[:2000]}\n```")
+    return "\n\n".join(lines), jobs.log_tail(job.log_path, max_lines=60)
+
+
+def cancel(ctx: AppContext, session: AdminSession, job_id: int | None) -> jobs.JobView:
+    require_admin(session)
+    if not job_id:
+        raise BadInputError("select a job first")
+    return jobs.cancel(int(job_id), ctx.workspace)
+
+
+def resume(ctx: AppContext, session: AdminSession, job_id: int | None) -> jobs.JobView:
+    require_admin(session)
+    if not job_id:
+        raise BadInputError("select a job first")
+    return jobs.resume(int(job_id), ctx.workspace)
+
+
+def workspace_empty(ctx: AppContext) -> bool:
+    """No corpus yet: the admin tab leads with the one-click demo."""
+    corpora = Path(ctx.workspace.root) / "corpora"
+    return not corpora.exists() or not any(p.is_dir() for p in corpora.iterdir())
+
+
+def start_demo(ctx: AppContext, session: AdminSession) -> jobs.JobView:
+    require_admin(session)
+    active = [j for j in jobs.list_jobs(ctx.workspace, states=jobs.ACTIVE_STATES) if j.kind == "demo"]
+    if active:
+        raise BadInputError(f"the demo is already {active[0].state} (job {active[0].id})", "watch it in the jobs table")
+    return jobs.submit("demo", {}, ctx.workspace)
+
+
+def corpora_table(ctx: AppContext, session: AdminSession) -> pd.DataFrame:
+    require_admin(session)
+    rows = []
+    root = Path(ctx.workspace.root) / "corpora"
+    for folder in sorted(root.iterdir()) if root.exists() else []:
+        info_path = folder / "corpus.json"
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {}
+        summary = info.get("summary", info)
+        rows.append({"corpus": folder.name, "utterances": summary.get("ingested", ""),
+                     "hours": summary.get("hours", ""), "speakers": summary.get("speakers", "")})
+    return pd.DataFrame(rows, columns=["corpus", "utterances", "hours", "speakers"])
+
+
+def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: str, metadata: str,
+                    alignments: str) -> jobs.JobView:
+    """Ingest a folder that already is on the server (or on the shared disk of the workers)."""
+    require_admin(session)
+    check_name((name or "").strip(), "corpus name")
+    if not folder or not Path(folder).expanduser().is_dir():
+        raise BadInputError(f"no folder {folder!r} on the server", "give the full path of a folder of recordings")
+    params: dict[str, Any] = {"audio_dir": str(Path(folder).expanduser()), "name": name.strip()}
+    if metadata:
+        params["metadata"] = metadata.strip()
+    if alignments:
+        params["alignments"] = alignments.strip()
+    return jobs.submit("ingest", params, ctx.workspace)
+
+
+def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | None, name: str) -> jobs.JobView:
+    """Move uploaded recordings (or zip archives of them) into ``workspace/uploads/<name>/`` and ingest them."""
+    require_admin(session)
+    name = (name or "").strip()
+    check_name(name, "corpus name")
+    if not files:
+        raise BadInputError("no files uploaded", "choose audio files or a zip archive of them")
+    dest = Path(ctx.workspace.root) / "uploads" / name
+    dest.mkdir(parents=True, exist_ok=True)
+    metadata = None
+    for item in files:
+        path = Path(item if isinstance(item, str) else getattr(item, "name", str(item)))
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.infolist():
+                    target = (dest / member.filename).resolve()
+                    if not str(target).startswith(str(dest.resolve())):  # zip-slip: never write outside dest
+                        raise BadInputError(f"the archive entry {member.filename!r} points outside the folder")
+                    if member.is_dir():
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(member) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+        else:
+            shutil.copy2(path, dest / path.name)
+        if path.name.lower() == "metadata.csv":
+            metadata = str(dest / path.name)
+    if metadata is None and (dest / "metadata.csv").exists():
+        metadata = str(dest / "metadata.csv")
+    params: dict[str, Any] = {"audio_dir": str(dest), "name": name}
+    if metadata:
+        params["metadata"] = metadata
+    return jobs.submit("ingest", params, ctx.workspace)
+
+
+def studies_table(ctx: AppContext, session: AdminSession) -> pd.DataFrame:
+    require_admin(session)
+    with ctx.db.session() as s:
+        rows = list_studies(s)
+    cols = ["name", "status", "systems", "raters", "trials_rated", "trials", "created_at"]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df["systems"] = df["systems"].map(lambda x: ", ".join(x))
+    return df[[c for c in cols if c in df.columns]]
+
+
+def study_names(ctx: AppContext, session: AdminSession) -> list[str]:
+    require_admin(session)
+    with ctx.db.session() as s:
+        return [r["name"] for r in list_studies(s)]
+
+
+def create_study_job(ctx: AppContext, session: AdminSession, name: str, systems: str, reference: str,
+                     target_ratings: float | None, trials_per_block: float | None) -> jobs.JobView:
+    require_admin(session)
+    params: dict[str, Any] = {"name": (name or "").strip(), "systems": systems or ""}
+    if reference and reference.strip():
+        params["reference"] = reference.strip()
+    if target_ratings:
+        params["target_ratings"] = int(target_ratings)
+    if trials_per_block:
+        params["trials_per_block"] = int(trials_per_block)
+    check_name(params["name"], "study name")
+    return jobs.submit("study", params, ctx.workspace)
+
+
+def set_study_status(ctx: AppContext, session: AdminSession, name: str, status: str) -> None:
+    require_admin(session)
+    if status not in ("open", "closed"):
+        raise BadInputError(f"unknown study status {status!r}")
+    with ctx.db.session() as s:
+        study = get_study(s, name)
+        s.execute(update(Study).where(Study.id == study.id).values(status=status))
+
+
+def make_invites(ctx: AppContext, session: AdminSession, name: str, count: int) -> pd.DataFrame:
+    """New raters for a study: pseudonym, invite link, and the completion code they will be shown."""
+    require_admin(session)
+    if not name:
+        raise BadInputError("choose a study first")
+    count = int(count or 1)
+    if not 1 <= count <= 500:
+        raise BadInputError("invite between 1 and 500 raters at a time")
+    with ctx.db.session() as s:
+        made = invite_raters(s, get_study(s, name), count)
+    return pd.DataFrame([{"rater": m["pseudonym"], "link": ctx.config.invite_url(m["invite_token"]),
+                          "completion_code": completion_code(ctx.config.secret, m["invite_token"])} for m in made])
+
+
+def invites_table(ctx: AppContext, session: AdminSession, name: str) -> pd.DataFrame:
+    require_admin(session)
+    cols = ["rater", "link", "completion_code", "consented"]
+    if not name:
+        return pd.DataFrame(columns=cols)
+    with ctx.db.session() as s:
+        study = get_study(s, name)
+        raters = s.scalars(select(Rater).where(Rater.study_id == study.id).order_by(Rater.id)).all()
+        rows = [{"rater": r.pseudonym, "link": ctx.config.invite_url(r.invite_token),
+                 "completion_code": completion_code(ctx.config.secret, r.invite_token),
+                 "consented": r.consent_at is not None} for r in raters]
+    return pd.DataFrame(rows, columns=cols)

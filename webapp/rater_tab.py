@@ -1,0 +1,204 @@
+"""The Rate tab: join with an invite, consent and profile, then blinded A/B trials until a completion code.
+
+The player is our own small HTML widget (no speed or volume controls, no seeking, no file names):
+it plays ``stim/<one-time token>`` and reports `play` and `end` to the server, which records them and
+enables the rating controls only when both clips have played to the end.
+"""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from webapp import rating as R
+from webapp.context import AppContext
+
+PLAYER_JS = r"""
+const fill = (slot, frac) => {
+  const bar = element.querySelector('.obt-fill[data-slot="' + slot + '"]');
+  if (bar) bar.style.width = Math.round(Math.min(1, frac) * 100) + '%';
+};
+const button = (slot) => element.querySelector('button.obt-play[data-slot="' + slot + '"]');
+// Play and end go to the app's own route (cheap, recorded server-side); one Gradio event unlocks the scales.
+const report = (audio, what) => fetch(audio.getAttribute('src') + '/' + what, {method: 'POST'})
+  .then((r) => r.ok ? r.json() : {ok: false, both: false}).catch(() => ({ok: false, both: false}));
+element.addEventListener('click', (ev) => {
+  const btn = ev.target.closest('button.obt-play');
+  if (!btn) return;
+  const slot = btn.dataset.slot;
+  element.querySelectorAll('audio').forEach((a) => { if (a.dataset.slot !== slot) a.pause(); });
+  const audio = element.querySelector('audio[data-slot="' + slot + '"]');
+  if (!audio) return;
+  btn.classList.remove('obt-error');
+  audio.currentTime = 0;
+  const p = audio.play();
+  if (p && p.catch) p.catch(() => { btn.classList.add('obt-error'); });
+});
+element.addEventListener('play', (ev) => {
+  const a = ev.target;
+  if (!a.dataset || !a.dataset.slot) return;
+  button(a.dataset.slot).classList.add('obt-playing');
+  report(a, 'play');
+}, true);
+element.addEventListener('pause', (ev) => {
+  const a = ev.target;
+  if (a.dataset && a.dataset.slot) button(a.dataset.slot).classList.remove('obt-playing');
+}, true);
+element.addEventListener('timeupdate', (ev) => {
+  const a = ev.target;
+  if (a.dataset && a.dataset.slot && a.duration) fill(a.dataset.slot, a.currentTime / a.duration);
+}, true);
+element.addEventListener('ended', (ev) => {
+  const a = ev.target;
+  if (!a.dataset || !a.dataset.slot) return;
+  const btn = button(a.dataset.slot);
+  btn.classList.remove('obt-playing');
+  fill(a.dataset.slot, 1);
+  report(a, 'ended').then((r) => {
+    btn.classList.toggle('obt-played', !!r.ok);
+    btn.classList.toggle('obt-error', !r.ok);
+    if (r.both) trigger('end', {});
+  });
+}, true);
+"""
+
+
+def player_html(urls: dict[str, str], ended: set[str] | None = None) -> str:
+    """Two play buttons with progress bars over hidden <audio> elements; only one-time tokens appear."""
+    if not urls:
+        return ""
+    ended = ended or set()
+    parts = ['<div class="obt-pair">']
+    for slot in R.SLOTS:
+        token = html.escape(urls[slot], quote=True)
+        done = " obt-played" if slot in ended else ""
+        full = ' style="width:100%"' if slot in ended else ""
+        parts.append(
+            f'<div class="obt-clip"><button type="button" class="obt-play{done}" data-slot="{slot}" '
+            f'aria-label="Play recording {slot}">&#9654; Play {slot}</button>'
+            f'<div class="obt-bar"><div class="obt-fill" data-slot="{slot}"{full}></div></div>'
+            f'<audio data-slot="{slot}" preload="auto" src="stim/{token}"></audio></div>'
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _scale_choices(labels: dict[str, str]) -> list[tuple[str, int]]:
+    return [(f"{int(k)} · {v}", int(k)) for k, v in sorted(labels.items(), key=lambda kv: -int(kv[0]))]
+
+
+_PREF_LABELS = {"A": "A", "B": "B", "none": "No preference"}
+
+
+def build_rate_tab(ctx: AppContext) -> dict:
+    """Create the tab's components inside the current gr.Blocks; returns them by name (for the load event)."""
+    state = gr.State(R.RaterSession())
+    with gr.Column(visible=True, elem_id="obt-join") as join_box:
+        gr.Markdown("## Listening test\nOpen the link from your invitation, or paste its code here.")
+        invite = gr.Textbox(label="Invitation code", max_lines=1, elem_id="obt-invite")
+        join_btn = gr.Button("Start", variant="primary", elem_id="obt-start")
+    with gr.Column(visible=False, elem_id="obt-profile") as profile_box:
+        gr.Markdown(
+            "## Before you start\nYou will hear pairs of short recordings and rate how natural each one sounds. "
+            "Your answers are stored under a pseudonym and used only for research on speech technology for "
+            "your language. You can stop at any time and continue later with the same link."
+        )
+        native = gr.Radio(["Yes", "No"], label="Are you a native speaker of the language of this study?",
+                          elem_id="obt-native")
+        linguist = gr.Radio(["Yes", "No"], label="Are you a linguist (or trained in phonetics)?",
+                            elem_id="obt-linguist")
+        languages = gr.Textbox(label="Languages you speak (comma-separated)", max_lines=1, elem_id="obt-languages")
+        consent = gr.Checkbox(label="I agree to take part and to the use of my answers for research.",
+                              elem_id="obt-consent")
+        profile_btn = gr.Button("Continue", variant="primary", elem_id="obt-continue")
+    with gr.Column(visible=False, elem_id="obt-trial") as trial_box:
+        counter = gr.Markdown(elem_id="obt-counter")
+        with gr.Accordion("Instructions", open=False):
+            instructions = gr.Markdown(elem_id="obt-instructions")
+        question = gr.Markdown(elem_id="obt-question")
+        player = gr.HTML("", js_on_load=PLAYER_JS, elem_id="obt-player")
+        score_a = gr.Radio([], label="Recording A", interactive=False, elem_id="obt-score-a")
+        score_b = gr.Radio([], label="Recording B", interactive=False, elem_id="obt-score-b")
+        preference = gr.Radio([], label="", interactive=False, elem_id="obt-preference")
+        submit_btn = gr.Button("Submit and continue", variant="primary", interactive=False, elem_id="obt-submit")
+    with gr.Column(visible=False, elem_id="obt-done") as done_box:
+        done_text = gr.Markdown(elem_id="obt-done-text")
+    status = gr.Markdown(elem_id="obt-status")
+
+    boxes = {"join": join_box, "profile": profile_box, "trial": trial_box, "done": done_box}
+    view_outputs = [*boxes.values(), counter, instructions, question, player, score_a, score_b, preference,
+                    submit_btn, done_text, status]
+
+    def render(screen: R.Screen, session: R.RaterSession) -> dict:
+        out: dict = {}
+        if session.shown != screen.name:  # re-sending an unchanged column re-mounts it on some browsers
+            out.update({box: gr.Column(visible=(name == screen.name)) for name, box in boxes.items()})
+            session.shown = screen.name
+        out[status] = screen.status
+        if screen.name == "trial" and screen.trial is not None:
+            t = screen.trial
+            rated = session.ended >= set(R.SLOTS)
+            out[counter] = f"**Trial {t.number} of {t.total}**"
+            out[player] = player_html(screen.urls, session.ended)
+            # The wording and scale are fixed per study: sent once per page, not with every trial.
+            first = session.labels_sent != repr(t.scale_labels)
+            if first:
+                session.labels_sent = repr(t.scale_labels)
+                out[instructions] = t.instructions
+                out[question] = f"### {t.question}\nPlay **A** and **B** to the end, then rate each one."
+                choices = _scale_choices(t.scale_labels)
+                out[score_a] = gr.Radio(choices=choices, value=None, label=f"Recording A — {t.question}",
+                                        interactive=rated)
+                out[score_b] = gr.Radio(choices=choices, value=None, label=f"Recording B — {t.question}",
+                                        interactive=rated)
+                if t.preference_question:
+                    pref_choices = [(_PREF_LABELS.get(o, o), o) for o in t.preference_options]
+                    out[preference] = gr.Radio(choices=pref_choices, value=None, visible=True, interactive=rated,
+                                               label=f"{t.preference_question} (optional)")
+                else:
+                    out[preference] = gr.Radio(choices=[], value=None, visible=False)
+            else:
+                for radio in (score_a, score_b, preference):
+                    out[radio] = gr.Radio(value=None, interactive=rated)
+            out[submit_btn] = gr.Button(interactive=rated)
+        else:
+            out[player] = ""
+            out[submit_btn] = gr.Button(interactive=False)
+        if screen.name == "done":
+            out[done_text] = (
+                "## Thank you!\nYou have rated every recording assigned to you.\n\n"
+                f"Your completion code: **`{screen.code}`**\n\nYou can close this page."
+            )
+        return out
+
+    def on_load(session: R.RaterSession, request: gr.Request) -> dict:
+        token = request.query_params.get("invite") if request is not None else None
+        if not token:
+            return render(R.Screen("join"), session)
+        return render(R.open_invite(ctx, session, token), session)
+
+    def on_join(code: str, session: R.RaterSession) -> dict:
+        return render(R.open_invite(ctx, session, code), session)
+
+    def on_profile(n: str, li: str, langs: str, ok: bool, session: R.RaterSession) -> dict:
+        return render(R.save_profile(ctx, session, n, li, langs, ok), session)
+
+    def on_end(session: R.RaterSession) -> dict:
+        both, message = R.unlock(ctx, session)
+        return {score_a: gr.Radio(interactive=both), score_b: gr.Radio(interactive=both),
+                preference: gr.Radio(interactive=both), submit_btn: gr.Button(interactive=both), status: message}
+
+    def on_submit(a: int | None, b: int | None, pref: str | None, session: R.RaterSession) -> dict:
+        screen, _ = R.submit(ctx, session, a, b, pref)
+        return render(screen, session)
+
+    fast = {"concurrency_limit": None, "show_progress": "hidden"}
+    join_btn.click(on_join, [invite, state], view_outputs, api_name="rater_join", **fast)
+    invite.submit(on_join, [invite, state], view_outputs, api_visibility="private", **fast)
+    profile_btn.click(on_profile, [native, linguist, languages, consent, state], view_outputs,
+                      api_name="rater_profile", **fast)
+    player.end(on_end, [state], [score_a, score_b, preference, submit_btn, status], api_name="rater_unlock", **fast)
+    submit_btn.click(on_submit, [score_a, score_b, preference, state], view_outputs, api_name="rater_submit",
+                     **fast)
+    return {"state": state, "outputs": view_outputs, "on_load": on_load}

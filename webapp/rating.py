@@ -1,0 +1,175 @@
+"""The rater's side of a study as plain functions over a `RaterSession` (kept in gr.State, on the server).
+
+Nothing here trusts the browser: the session holds the rater's invite and current trial, every step
+goes through `db.protocol` (which refuses ratings without a recorded full play of both clips), and
+what is returned for the page carries only random tokens and the study's wording.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from db.models import Rating
+from db.protocol import RatingRefused, TrialView, next_trial, record_play_end, record_play_start, submit_rating
+from db.studies import rater_by_token, register_rater
+from obt_eval.errors import ObtEvalError
+from webapp.context import AppContext
+
+SLOTS = ("A", "B")
+
+
+@dataclass
+class RaterSession:
+    invite: str | None = None
+    trial: TrialView | None = None
+    urls: dict[str, str] = field(default_factory=dict)  # slot -> one-time audio URL token
+    ended: set[str] = field(default_factory=set)
+    finished: bool = False
+    shown: str | None = None  # the screen the page shows now (only changes are sent to the browser)
+    labels_sent: str | None = None  # the scale already on the page
+
+
+@dataclass
+class Screen:
+    """What the rater's page shows next: one of join | profile | trial | done, plus a status line."""
+
+    name: str
+    status: str = ""
+    trial: TrialView | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+    code: str | None = None
+    instructions: str = ""
+
+
+def completion_code(secret: bytes, invite: str) -> str:
+    """A code the rater pastes back to the researcher (or a crowd platform); stable per rater, unguessable."""
+    digest = hmac.new(secret, f"completion|{invite}".encode(), hashlib.sha256).digest()
+    text = base64.b32encode(digest[:10]).decode().rstrip("=")
+    return f"{text[:4]}-{text[4:8]}-{text[8:12]}"
+
+
+def _clean_invite(invite: str | None) -> str:
+    text = (invite or "").strip()
+    if "invite=" in text:  # a whole pasted link
+        text = text.split("invite=", 1)[1].split("&", 1)[0]
+    return text
+
+
+def open_invite(ctx: AppContext, session: RaterSession, invite: str | None) -> Screen:
+    """Join with an invite token (or a pasted link); resumes wherever the rater stopped, on any device."""
+    token = _clean_invite(invite)
+    if not token:
+        return Screen("join", "Enter the invitation code you received.")
+    try:
+        with ctx.db.session() as s:
+            rater = rater_by_token(s, token)
+            consented = rater.consent_at is not None
+    except ObtEvalError:
+        return Screen("join", "This invitation code is not valid. Check the link or ask the researcher.")
+    session.invite, session.trial, session.urls, session.ended, session.finished = token, None, {}, set(), False
+    if not consented:
+        return Screen("profile", "")
+    return load_trial(ctx, session)
+
+
+def save_profile(ctx: AppContext, session: RaterSession, native: str | None, linguist: str | None,
+                 languages: str, consent: bool) -> Screen:
+    if not session.invite:
+        return Screen("join", "Enter the invitation code you received.")
+    if not consent:
+        return Screen("profile", "Please tick the consent box to continue.")
+    if native not in ("Yes", "No") or linguist not in ("Yes", "No"):
+        return Screen("profile", "Please answer both questions.")
+    langs = [x.strip() for x in (languages or "").replace(";", ",").split(",") if x.strip()][:20]
+    with ctx.writing() as s:
+        register_rater(s, session.invite, native_speaker=native == "Yes", linguist=linguist == "Yes",
+                       languages=langs, consent=True)
+    return load_trial(ctx, session)
+
+
+def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
+    """The rater's next (or current, after a reload) trial with fresh one-time audio URLs; or the end."""
+    if not session.invite:
+        return Screen("join", "Enter the invitation code you received.")
+    try:
+        with ctx.writing() as s:  # the first serve of a trial (or a block assignment) writes
+            view = next_trial(s, session.invite)
+    except RatingRefused:
+        return Screen("profile", "")
+    except ObtEvalError as exc:
+        return Screen("join", str(exc).split("\n")[0])
+    if view is None:
+        session.trial, session.urls, session.finished = None, {}, True
+        return Screen("done", code=completion_code(ctx.config.secret, session.invite))
+    if session.trial is None or session.trial.trial_token != view.trial_token:
+        session.ended = _already_ended(ctx, view)  # a reload or another device keeps full plays
+    session.trial = view
+    session.urls = {slot: ctx.tokens.mint(session.invite, token)
+                    for slot, token in (("A", view.audio_a), ("B", view.audio_b))}
+    return Screen("trial", trial=view, urls=dict(session.urls), instructions=view.instructions)
+
+
+def _already_ended(ctx: AppContext, view: TrialView) -> set[str]:
+    with ctx.db.session() as s:
+        rows = s.execute(select(Rating.audio_token, Rating.play_ended_at)
+                         .where(Rating.audio_token.in_((view.audio_a, view.audio_b)))).all()
+    done = {token for token, at in rows if at is not None}
+    return {slot for slot, token in (("A", view.audio_a), ("B", view.audio_b)) if token in done}
+
+
+def playback_event(ctx: AppContext, invite: str, audio_token: str, event: str) -> dict:
+    """Record a clip's play start or end (from the audio route); `both`: the trial's two clips are fully played.
+
+    An end sooner after the start than the clip lasts is not a full play (db.protocol refuses it).
+    """
+    try:
+        with ctx.writing() as s:
+            if event == "play":
+                record_play_start(s, invite, audio_token)
+                ok = True
+            else:
+                ok = record_play_end(s, invite, audio_token)
+            trial_id = s.scalar(select(Rating.trial_id).where(Rating.audio_token == audio_token))
+            ends = s.scalars(select(Rating.play_ended_at).where(Rating.trial_id == trial_id)).all()
+    except ObtEvalError:
+        return {"ok": False, "both": False}
+    return {"ok": ok, "both": bool(ends) and all(e is not None for e in ends)}
+
+
+def unlock(ctx: AppContext, session: RaterSession) -> tuple[bool, str]:
+    """After the page saw both clips end: may the rater rate? (Decided from the database, not the page.)"""
+    if session.trial is None:
+        return False, ""
+    session.ended = _already_ended(ctx, session.trial)
+    if session.ended >= set(SLOTS):
+        return True, "Both recordings played. Rate them below."
+    missing = [x for x in SLOTS if x not in session.ended]
+    return False, f"Play recording {' and '.join(missing)} to the end (without skipping)."
+
+
+def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b: int | None,
+           preference: str | None) -> tuple[Screen, bool]:
+    """Record the current trial (once, even if sent twice) and move on; (next screen, recorded?)."""
+    if session.trial is None:
+        return load_trial(ctx, session), False
+    if score_a is None or score_b is None:
+        screen = Screen("trial", "Rate both recordings before you continue.", trial=session.trial,
+                        urls=dict(session.urls), instructions=session.trial.instructions)
+        return screen, False
+    try:
+        with ctx.writing() as s:
+            result = submit_rating(s, session.invite, session.trial.trial_token, int(score_a), int(score_b),
+                                   preference or None)
+    except RatingRefused as exc:
+        screen = Screen("trial", str(exc).split("\n")[0], trial=session.trial, urls=dict(session.urls),
+                        instructions=session.trial.instructions)
+        return screen, False
+    screen = load_trial(ctx, session)
+    if result.recorded:
+        screen.status = "Saved."
+    return screen, result.recorded

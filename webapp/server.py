@@ -1,0 +1,108 @@
+"""The web server: FastAPI with our own routes (blinded audio, researcher downloads, health) and Gradio on `/`.
+
+Gradio settings that matter for blinding and abuse (reference listening-tests.md §0, §4, §7): run
+history off and no footer links (raters could revisit calls), no extra `allowed_paths` (the stimulus
+tree must never be fetchable by URL), rater events without a concurrency limit of 1 (50 raters at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from webapp.auth import AdminSession
+from webapp.config import AppConfig, load_config
+from webapp.context import AppContext, make_context
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# A rater's link shows only the Rate tab (comfort, not security: every admin callback checks the login;
+# Gradio 6 does not hide a tab's button on a visibility update, so a class on <html> and CSS do it).
+RATER_HEAD = ("<script>if (new URLSearchParams(location.search).has('invite'))"
+              " document.documentElement.classList.add('obt-rater');</script>")
+log = logging.getLogger("obt-eval.app")
+
+
+def build_blocks(ctx: AppContext) -> gr.Blocks:
+    from webapp.admin_tab import build_admin_tab
+    from webapp.rater_tab import build_rate_tab
+    from webapp.results_tab import build_results_tab
+
+    with gr.Blocks(title="obt-eval listening test", analytics_enabled=False) as demo:
+        admin_state = gr.State(AdminSession())
+        with gr.Tabs(elem_id="obt-tabs"):
+            with gr.Tab("Rate", id="rate", elem_id="obt-tab-rate"):
+                rate = build_rate_tab(ctx)
+            with gr.Tab("Admin", id="admin", elem_id="obt-tab-admin"):
+                build_admin_tab(ctx, admin_state)
+            with gr.Tab("Results", id="results", elem_id="obt-tab-results"):
+                build_results_tab(ctx, admin_state)
+
+        demo.load(rate["on_load"], [rate["state"]], rate["outputs"], api_visibility="private",
+                  concurrency_limit=None, show_progress="hidden")
+    # Rater events opt out of the default one-at-a-time lane; researchers' heavy callbacks keep it.
+    demo.queue(default_concurrency_limit=1, max_size=2000)
+    return demo
+
+
+def create_app(config: AppConfig) -> FastAPI:
+    """The ASGI app (also what tests and the load benchmark serve with uvicorn)."""
+    from webapp import audio, downloads
+
+    ctx = make_context(config)
+    app = FastAPI(title="obt-eval", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(audio.router(ctx.tokens))
+    app.include_router(downloads.router(downloads.DOWNLOADS))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    demo = build_blocks(ctx)
+    app.state.obt_context = ctx
+    return gr.mount_gradio_app(
+        app, demo, path="/", footer_links=[], run_history=False, css_paths=[str(STATIC_DIR / "app.css")],
+        max_file_size="2gb", show_error=True, head=RATER_HEAD, ssr_mode=False, pwa=False, mcp_server=False,
+    )
+
+
+def start_background(config: AppConfig) -> None:
+    """The local worker (unless disabled) and the periodic database backup (when configured)."""
+    if config.start_worker:
+        from pipelines.worker import start_local_worker
+
+        pid = start_local_worker(config.workspace, config.worker_slots)
+        log.info("job worker: %s", f"started (pid {pid})" if pid else "already running")
+    if config.backup_repo:
+        from pipelines.backup import backup_loop
+
+        threading.Thread(target=backup_loop, args=(config,), daemon=True, name="obt-eval-backup").start()
+
+
+def serve(config: AppConfig) -> None:
+    import uvicorn
+
+    from pipelines.backup import restore_if_missing
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations report every plugin at INFO
+    if config.backup_repo:
+        restore_if_missing(config)
+    app = create_app(config)
+    start_background(config)
+    url = f"http://{'localhost' if config.host in ('0.0.0.0', '127.0.0.1') else config.host}:{config.port}"
+    print(f"obt-eval app on {url}", flush=True)
+    if config.password_generated:
+        print(f"researcher password (Admin tab): {config.admin_password}  "
+              f"(stored in {Path(config.workspace.root) / '.secrets' / 'admin_password'}; "
+              "set OBT_EVAL_ADMIN_PASSWORD to choose one)", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", timeout_graceful_shutdown=5)
+
+
+def main(workspace: str | None = None, host: str | None = None, port: int | None = None,
+         start_worker: bool | None = None) -> None:
+    serve(load_config(workspace, host, port, start_worker))
