@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         layers: Annotated[str | None, typer.Option(help="Several layers from one pass, e.g. 12-18 or 6,9,12.")] = None,
         device: Annotated[str | None, typer.Option(help="cuda, cuda:1 or cpu (default: cuda when present).")] = None,
         batch_seconds: Annotated[float | None, typer.Option(
-            help="Padded audio per batch (default 1000 on GPU, 60 on CPU).")] = None,
+            help="Padded audio per batch (default 1000 on GPU, 20 on CPU).")] = None,
         chunk_seconds: Annotated[float | None, typer.Option(help="Cut longer files into chunks (default 30).")] = None,
         workers: Annotated[int, typer.Option(help="Audio-decoding threads.")] = 4,
         overwrite: Annotated[bool, typer.Option(help="Delete existing stores and extract again.")] = False,

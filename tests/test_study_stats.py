@@ -138,3 +138,12 @@ def test_stats_cli_json_last_line(tmp_path):
     missing.write_text("rater,score\nr1,3\n")
     bad = CliRunner().invoke(build_app(), ["stats", str(missing)])
     assert bad.exit_code != 0 and "utterance" in str(bad.exception)
+
+
+def test_analysis_without_any_preference_answer():
+    """The preference question is optional: a study where nobody answered it still analyses."""
+    df = simulate_ab_ratings(6, 8, 8, diff=0.0, rng=3)
+    df["preference"] = None
+    res = analyse(df)
+    assert res["preferences"] == [] and len(res["comparisons"]) == 1
+    assert all(s["n"] > 0 for s in res["systems"])

@@ -136,11 +136,7 @@ def results(ctx: AppContext, session: AdminSession, name: str, exclude_flagged: 
     if df.empty:
         return {"markdown": "No ratings yet. Invite raters from the Admin tab.", "mos": None, "raters": None,
                 "links": links, "analysis": None}
-    analysed = df
-    if "preference" in df.columns and not df["preference"].notna().any():
-        # no preference answered (it is optional): analyse's preference summary fails on an empty selection
-        analysed = df.drop(columns=["preference"])
-    res = analyse(analysed, StatsConfig(exclude_flagged=exclude_flagged))
+    res = analyse(df, StatsConfig(exclude_flagged=exclude_flagged))
     links["ratings"] = "download/" + downloads.add(f"{name}_ratings.csv", ratings_csv_bytes(df, protocol))
     links["analysis"] = "download/" + downloads.add(f"{name}_analysis.csv", analysis_csv_bytes(res))
     links["json"] = "download/" + downloads.add(f"{name}_results.json", json.dumps(res, indent=2).encode(),

@@ -117,9 +117,10 @@ def system_summary(df: pd.DataFrame, systems: list[str]) -> list[dict[str, Any]]
 def pair_subset(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     """Ratings of a and b; with trial ids, only the trials that presented a against b."""
     rows = df[df["system"].isin([a, b])]
-    if "trial" in df.columns and df["trial"].notna().all():
+    if "trial" in df.columns and df["trial"].notna().all() and not df.empty:
         trial_systems = df.groupby("trial")["system"].agg(lambda s: frozenset(s))
-        keep = trial_systems[trial_systems == frozenset((a, b))].index
+        # element-wise: with pandas' string dtype an empty result cannot be compared with a frozenset
+        keep = trial_systems[trial_systems.map(lambda pair: pair == frozenset((a, b)))].index
         if len(keep):
             rows = rows[rows["trial"].isin(keep)]
     return rows
