@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from db.models import Job, utcnow
+from obt_eval.processes import pid_alive
 from obt_eval.workspace import Workspace
 from pipelines import jobs
 from pipelines.child import ERROR_FILE, RESULT_FILE, SPEC_FILE
@@ -37,14 +38,8 @@ def worker_id() -> str:
 
 def _alive(pid: int | None, marker: str | None = None) -> bool:
     """Is `pid` running (and, on Linux, is its command line ours — pids get reused)?"""
-    if not pid:
+    if not pid_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     if marker:
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

@@ -81,3 +81,14 @@ def tone_corpus(tmp_path, workspace):
     write_tone_wavs(tmp_path / "tones")
     ingest(tmp_path / "tones", "tones", workspace, progress=False)
     return Corpus.open("tones", workspace)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (tiny models are slower with OpenMP on a busy 2-core machine)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -14,14 +14,8 @@ from obt_eval.vocoder.losses import mel_spectrogram
 from obt_eval.vocoder.metrics import f0_metrics, freqt, mcd, sp2mc
 from obt_eval.vocoder.postprocess import OutputPolicy, apply_policy, integrated_loudness
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convolutions are dominated by OpenMP start-up on a busy 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# tiny convolutions are dominated by OpenMP start-up on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_generator(**changes) -> UnitGenerator:

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-import torch
 
 from obt_eval.errors import BadInputError, NotFoundError
 from obt_eval.units.store import UnitsStore
@@ -19,13 +18,8 @@ from obt_eval.vocoder.toy import make_toy_corpus
 from obt_eval.vocoder.train import train_vocoder
 from obt_eval_cli.main import main as cli_main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+# tiny convolutions are dominated by OpenMP start-up on a busy 2-core machine
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from obt_eval.errors import BadInputError
+from obt_eval.processes import pid_alive
 
 
 @dataclass
@@ -66,7 +67,7 @@ def run_lock(out_dir: Path, main: bool):
             pid = int(lock.read_text().strip() or 0)
         except ValueError:
             pid = 0
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and pid_alive(pid):
             raise BadInputError(f"another training (process {pid}) is running in {out_dir}",
                                 "wait for it to finish or stop it; a stopped run resumes from its last checkpoint")
     lock.write_text(str(os.getpid()))
@@ -75,12 +76,3 @@ def run_lock(out_dir: Path, main: bool):
     finally:
         lock.unlink(missing_ok=True)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
