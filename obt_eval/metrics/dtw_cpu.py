@@ -22,6 +22,26 @@ def available() -> bool:
 
 if numba is not None:
 
+    @numba.njit(cache=True)
+    def _path_length(cost, n1, n2, left_first):  # pragma: no cover - compiled
+        """Steps of the back-tracked path from (n1-1, n2-1), plus the straight run to the origin."""
+        i = n1 - 1
+        j = n2 - 1
+        length = 1
+        while i > 0 and j > 0:
+            up = cost[i - 1, j]
+            left = cost[i, j - 1]
+            diag = cost[i - 1, j - 1]
+            if diag <= left and diag <= up:
+                i -= 1
+                j -= 1
+            elif (left <= up) if left_first else not (up <= left):
+                j -= 1
+            else:
+                i -= 1
+            length += 1
+        return length + i + j
+
     @numba.njit(parallel=True, cache=True)
     def _kernel(mats, m, ro, co, lr, lc, fwd, rev):  # pragma: no cover - compiled
         for p in numba.prange(len(m)):
@@ -45,40 +65,10 @@ if numba is not None:
                         best = cost[i, j - 1]
                     cost[i, j] = mats[g, r0 + i, c0 + j] + best
             total = cost[n1 - 1, n2 - 1]
-            # back-track as fastabx does: diagonal, then left (j-1), then up (i-1)
-            i = n1 - 1
-            j = n2 - 1
-            length = 1
-            while i > 0 and j > 0:
-                up = cost[i - 1, j]
-                left = cost[i, j - 1]
-                diag = cost[i - 1, j - 1]
-                if diag <= left and diag <= up:
-                    i -= 1
-                    j -= 1
-                elif left <= up:
-                    j -= 1
-                else:
-                    i -= 1
-                length += 1
-            fwd[p] = total / (length + i + j)
-            # the transposed matrix: its 'left' is our 'up', so up wins the tie
-            i = n1 - 1
-            j = n2 - 1
-            length = 1
-            while i > 0 and j > 0:
-                up = cost[i - 1, j]
-                left = cost[i, j - 1]
-                diag = cost[i - 1, j - 1]
-                if diag <= left and diag <= up:
-                    i -= 1
-                    j -= 1
-                elif up <= left:
-                    i -= 1
-                else:
-                    j -= 1
-                length += 1
-            rev[p] = total / (length + i + j)
+            # fastabx's back-track: diagonal first, then left (j-1), then up (i-1); in the transposed
+            # matrix 'left' is our 'up', so there up wins the tie
+            fwd[p] = total / _path_length(cost, n1, n2, True)
+            rev[p] = total / _path_length(cost, n1, n2, False)
 
 
 def dtw_blocks(

@@ -160,15 +160,8 @@ def _plot_abx(table: pd.DataFrame, path: Path) -> None:
         v = g["abx_within"].dropna()
         if len(v):
             ax.axhline(100 * v.iloc[0], color=colors[enc], linestyle=":", label=f"{enc} (no layers) within")
-    ax.set_xlabel("layer (Hugging Face hidden_states index)")
-    ax.set_ylabel("ABX error (%)")
-    ax.set_title("Continuous-feature ABX per layer (lower is better)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, path, "layer (Hugging Face hidden_states index)", "ABX error (%)",
+            "Continuous-feature ABX per layer (lower is better)")
 
 
 def _plot_pnmi(table: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
@@ -187,9 +180,16 @@ def _plot_pnmi(table: pd.DataFrame, summary: pd.DataFrame, path: Path) -> None:
             ax.plot(g["k"], g["pnmi"], "o-", color=colors[row.encoder], label=f"{row.encoder}{where}")
             ax.plot(g["k"], g["shuffled_pnmi"], "x:", color=colors[row.encoder], alpha=0.5,
                     label=f"{row.encoder} shuffled units")
-    ax.set_xlabel("codebook size k")
-    ax.set_ylabel("PNMI")
-    ax.set_title("PNMI vs k at each encoder's best layer (higher is better)")
+    _finish(fig, ax, path, "codebook size k", "PNMI", "PNMI vs k at each encoder's best layer (higher is better)")
+
+
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Label, grid and legend a plot, then write it atomically as PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
