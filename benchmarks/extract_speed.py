@@ -95,7 +95,7 @@ def run_extract(model_dir: Path, corpus: Corpus, layer: int, device: str, ws: Wo
     _sync(device)
     wall = time.perf_counter() - start
     meta = stores[layer].meta
-    audio = meta["audio_seconds"]
+    audio = meta["extracted_audio_seconds"]
     return {"audio_seconds": audio, "seconds_with_model_load": round(wall, 3), "seconds": meta["extract_seconds"],
             "x_real_time": round(audio / meta["extract_seconds"], 1), "frames": meta["num_frames"]}
 

@@ -60,7 +60,8 @@ def register(app: typer.Typer) -> None:
         rows = [{"layer": lay, "path": str(s.path), "utterances": len(s), "frames": s.num_frames, "dim": s.dim}
                 for lay, s in stores.items()]
         first = next(iter(stores.values())).meta
-        audio, seconds = first.get("audio_seconds", 0.0), first.get("extract_seconds", 0.0)
+        audio = first.get("extracted_audio_seconds", first.get("audio_seconds", 0.0))
+        seconds = first.get("extract_seconds", 0.0)
         summary = {"corpus": corpus, "encoder": encoder, "stores": rows, "audio_seconds": audio,
                    "extract_seconds": seconds, "x_real_time": round(audio / seconds, 1) if seconds else None}
         human = "\n".join(f"layer {r['layer']}: {r['utterances']} utterances, {r['frames']} frames x {r['dim']} -> "

@@ -128,10 +128,43 @@ def test_killed_extraction_resumes_without_redoing_shards(tone_corpus, tiny_wav2
     fresh = extract_features(tone_corpus, str(tiny_wav2vec2), [2], Workspace.at(tmp_path / "ws5"), progress=False,
                              options=opts)[2]
     _stores_equal(resumed, fresh, atol=0, rtol=0)
-    # a complete store is returned as is, without running the encoder
+    # a complete store is returned as is, without loading or running the encoder
     batches.clear()
+    monkeypatch.setattr(extract_module, "load_encoder", lambda *a, **k: pytest.fail("model loaded needlessly"))
     extract_features(tone_corpus, str(tiny_wav2vec2), [2], workspace, progress=False, options=opts)
     assert batches == []
+
+
+def test_a_partial_store_of_another_corpus_version_is_not_resumed(tone_corpus, tiny_wav2vec2, workspace, tmp_path,
+                                                                  monkeypatch):
+    from conftest import write_tone_wavs
+
+    from obt_eval.corpus import Corpus
+    from obt_eval.corpus.ingest import ingest
+
+    opts = ExtractOptions(shard_frames=100)
+    real_run = extract_module._run_batch
+    calls = {"n": 0}
+
+    def dying_run(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "_run_batch", dying_run)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(tone_corpus, str(tiny_wav2vec2), [2], workspace, progress=False, options=opts)
+    monkeypatch.setattr(extract_module, "_run_batch", real_run)
+    # the corpus changes before the re-run: finished shards would now hold the wrong utterances
+    write_tone_wavs(tmp_path / "tones", durations=(1.0, 2.3, 0.6, 3.1, 1.7))
+    ingest(tmp_path / "tones", "tones", workspace, progress=False)
+    changed = Corpus.open("tones", workspace)
+    with pytest.raises(BadInputError, match="plan"):
+        extract_features(changed, str(tiny_wav2vec2), [2], workspace, progress=False, options=opts)
+    store = extract_features(changed, str(tiny_wav2vec2), [2], workspace, progress=False, options=opts,
+                             overwrite=True)[2]
+    assert sorted(store.ids) == sorted(changed.ids) and len(store) == 5
 
 
 def test_cli_extract_and_export_zerospeech_layout(tone_corpus, workspace, tmp_path, capsys):

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from obt_eval.audio import load_16k
 from obt_eval.corpus.manifest import Corpus
-from obt_eval.encoders import Encoder, load_encoder
+from obt_eval.encoders import Encoder, load_encoder, resolve_encoder
+from obt_eval.encoders.registry import default_layers
 from obt_eval.errors import BadInputError
 from obt_eval.features.store import FeatureStore, FeatureStoreWriter
 from obt_eval.frames import FRAME_RATE, SAMPLE_RATE, frame_span_samples, num_frames
@@ -124,21 +125,26 @@ def extract_features(
     opts = options or ExtractOptions()
     workspace = workspace or Workspace.at()
     if isinstance(encoder, str):
-        encoder, layers = load_encoder(encoder, layers, device=device)
-    elif not layers:
-        layers = encoder.layers[-1:]
+        spec = resolve_encoder(encoder)
+        name, encoder_id = spec.name, spec.source
+        layers = list(layers) if layers else default_layers(spec)
+    else:
+        name, encoder_id = encoder.name, encoder.encoder_id
+        layers = list(layers) if layers else encoder.layers[-1:]
     layers = sorted(set(layers), key=lambda x: -1 if x is None else x)
     lengths = dict(zip(corpus.manifest["id"], corpus.manifest["num_samples"].astype(int), strict=True))
     shards = plan_shards(lengths, opts.shard_frames)
     plan_hash = hashlib.sha256(repr(shards).encode()).hexdigest()[:16]
-    paths = {layer: workspace.features_dir(corpus.name, encoder.name, layer) for layer in layers}
+    paths = {layer: workspace.features_dir(corpus.name, name, layer) for layer in layers}
 
     if overwrite:
         for path in paths.values():
             shutil.rmtree(path, ignore_errors=True)
-    existing = _complete_stores(paths, encoder, plan_hash)
+    existing = _complete_stores(paths, encoder_id, plan_hash)
     if existing is not None:
-        return existing
+        return existing  # found before loading the model: a finished extraction costs no model load
+    if isinstance(encoder, str):
+        encoder, layers = load_encoder(encoder, layers, device=device)
     writers = {layer: FeatureStoreWriter(paths[layer], _store_meta(corpus, encoder, layer, plan_hash, opts))
                for layer in layers}
     todo = [i for i in range(len(shards)) if not all(w.shard_done(i) for w in writers.values())]
@@ -175,19 +181,20 @@ def extract_features(
             fut.result()
     bar.close()
     elapsed = time.perf_counter() - started
+    # after a resume only part of the audio went through the encoder in this run: time that part
     extra = {"extract_seconds": round(elapsed, 3), "audio_seconds": round(sum(lengths.values()) / SAMPLE_RATE, 3),
-             "device": str(encoder.device)}
+             "extracted_audio_seconds": round(total_seconds, 3), "device": str(encoder.device)}
     return {layer: writers[layer].finalize(len(shards), extra) for layer in layers}
 
 
-def _complete_stores(paths: dict, encoder: Encoder, plan_hash: str) -> dict[int | None, FeatureStore] | None:
+def _complete_stores(paths: dict, encoder_id: str, plan_hash: str) -> dict[int | None, FeatureStore] | None:
     stores = {}
     for layer, path in paths.items():
         try:
             store = FeatureStore.open(path)
         except Exception:
             return None
-        if store.meta.get("plan") != plan_hash or store.meta.get("encoder_id") != encoder.encoder_id:
+        if store.meta.get("plan") != plan_hash or store.meta.get("encoder_id") != encoder_id:
             raise BadInputError(
                 f"{path} holds features of another corpus version or encoder",
                 "pass --overwrite to re-extract, or use another workspace",

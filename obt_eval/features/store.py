@@ -42,11 +42,12 @@ class FeatureStoreWriter:
         sidecar = self.path / "sidecar.json"
         if sidecar.exists():
             old = read_json(sidecar)
-            for key in ("encoder_id", "layer", "dim", "revision"):
+            # "plan" is the shard plan: finished shards of another corpus version must not be reused
+            for key in ("encoder_id", "layer", "dim", "revision", "plan"):
                 if key in meta and key in old and old[key] != meta[key]:
                     raise BadInputError(
                         f"{self.path} already holds features with {key}={old[key]!r}, not {meta[key]!r}",
-                        "delete that folder or choose another workspace to re-extract",
+                        "re-run with --overwrite to extract again, or choose another workspace",
                     )
         write_json(sidecar, {**self.meta, "format": FORMAT, "complete": False})
 
