@@ -110,6 +110,14 @@ def test_rerun_skips_finished_files(tmp_path, workspace, monkeypatch):
     assert len(Corpus.open("a", workspace).manifest) == 4
 
 
+def test_rerun_with_other_options_rechecks_rejected_files(tmp_path, workspace):
+    write_tone_wavs(tmp_path / "o", durations=(1.0, 4.0))
+    first = ingest(tmp_path / "o", "o", workspace, options=IngestOptions(max_duration=2.0), progress=False)
+    assert [os.path.basename(r["file"]) for r in first.rejected] == ["utt01.wav"]
+    second = ingest(tmp_path / "o", "o", workspace, options=IngestOptions(max_duration=10.0), progress=False)
+    assert second.rejected == [] and second.ingested == 2  # the hint "raise --max-duration" works
+
+
 def test_metadata_is_attached_and_checked(tmp_path, workspace):
     write_tone_wavs(tmp_path / "m", durations=(1.0, 1.1, 1.2))
     pd.DataFrame({"utterance_id": ["utt00", "utt01", "ghost"], "speaker": ["ana", "bia", "x"],

@@ -14,7 +14,7 @@ import os
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +203,8 @@ def ingest(
 
     log_path = root / "ingest-log.jsonl"
     done = _read_log(log_path)
+    # a file's outcome depends on the options too: raising --max-duration must re-check a rejected file
+    options_key = {k: v for k, v in asdict(opts).items() if k != "workers"}
 
     def work(job: tuple[str, Path]) -> dict:
         uid, path = job
@@ -211,7 +213,7 @@ def ingest(
         except OSError:
             key = None
         previous = done.get(str(path))
-        if previous and previous.get("stat") == key and (
+        if previous and previous.get("stat") == key and previous.get("options") == options_key and (
             "reason" in previous or Path(previous["record"]["audio_path"]).exists()
         ):
             return previous
@@ -221,7 +223,7 @@ def ingest(
             entry = {"reason": str(exc)}
         except Exception as exc:  # an unexpected per-file failure must not stop the batch
             entry = {"reason": f"unexpected error: {type(exc).__name__}: {exc}", "retry": True}
-        entry.update(file=str(path), stat=key)
+        entry.update(file=str(path), stat=key, options=options_key)
         return entry
 
     records = []
@@ -256,7 +258,7 @@ def ingest(
         "name": name, "source": str(audio_dir.resolve()),
         "metadata": str(Path(metadata).resolve()) if metadata else None,
         "alignments": str(Path(alignments).resolve()) if alignments else None,
-        "options": opts.__dict__, **report.summary(), "provenance": provenance(),
+        "options": asdict(opts), **report.summary(), "provenance": provenance(),
     })
     return report
 
