@@ -94,17 +94,19 @@ def cut_into_segments(table: pd.DataFrame, manifest: pd.DataFrame, phones_at_cut
     Returns the table keyed by utterance ``id`` (other columns kept), the number of intervals in no
     segment, and the number that crossed a cut (dropped, or clipped to each segment they overlap).
     """
-    by_source = {src: group.sort_values("segment_start") for src, group in manifest.groupby("source_id")}
+    by_source = {}
+    for src, group in manifest.groupby("source_id"):
+        group = group.sort_values("segment_start")
+        # a file kept whole has no cut: intervals up to TOLERANCE past its end stay as they are
+        ends = np.where(group["id"] == group["source_id"], np.inf, group["segment_end"].to_numpy(float))
+        by_source[src] = (group["id"].tolist(), group["segment_start"].to_numpy(float), ends)
     rows: list[dict] = []
     outside = crossing = 0
     for row in table.to_dict("records"):
-        segments = by_source.get(row["file"])
-        if segments is None:
+        if row["file"] not in by_source:
             outside += 1
             continue
-        starts = segments["segment_start"].to_numpy(float)
-        # a file kept whole has no cut: intervals up to TOLERANCE past its end stay as they are
-        ends = np.where(segments["id"] == segments["source_id"], np.inf, segments["segment_end"].to_numpy(float))
+        ids, starts, ends = by_source[row["file"]]
         onset, offset = float(row["onset"]), float(row["offset"])
         overlapping = np.flatnonzero((starts < offset - EDGE) & (ends > onset + EDGE))
         if not len(overlapping):
@@ -113,7 +115,7 @@ def cut_into_segments(table: pd.DataFrame, manifest: pd.DataFrame, phones_at_cut
         k = overlapping[0]
         if len(overlapping) == 1 and starts[k] <= onset + EDGE and offset <= ends[k] + EDGE:
             shift = starts[k]
-            rows.append({**row, "id": segments["id"].iloc[k], "onset": max(0.0, onset - shift),
+            rows.append({**row, "id": ids[k], "onset": max(0.0, onset - shift),
                          "offset": min(ends[k], offset) - shift})
             continue
         crossing += 1
@@ -122,7 +124,7 @@ def cut_into_segments(table: pd.DataFrame, manifest: pd.DataFrame, phones_at_cut
         for k in overlapping:
             a, b = max(onset, starts[k]), min(offset, ends[k])
             if b - a >= MIN_PIECE:
-                rows.append({**row, "id": segments["id"].iloc[k], "onset": a - starts[k], "offset": b - starts[k]})
+                rows.append({**row, "id": ids[k], "onset": a - starts[k], "offset": b - starts[k]})
     out = pd.DataFrame([{k: v for k, v in r.items() if k != "file"} for r in rows],
                        columns=["id", *[c for c in table.columns if c != "file"]])
     return out.astype({"onset": "float64", "offset": "float64"}), outside, crossing
