@@ -229,3 +229,19 @@ def test_a_file_of_noise_has_no_speech(tmp_path):
     result = segment_recording(tmp_path / "hiss.wav", SegmentOptions())
     assert result.segments == [] and [s.kind for s in result.stretches] == ["no_speech"]
     assert "dBFS" in result.stretches[0].reason
+
+
+def test_gated_pauses_are_not_dropouts(clean_demo, demo_ids, tmp_path):
+    """Edited narration often has digital silence between phrases: only zeros that cut speech off are dropouts."""
+    marks = {}
+
+    def edit(wave, ch):
+        middle = int(sum(ch.speech[2]) / 2 * SAMPLE_RATE)
+        wave[middle:middle + 1600] = 0.0
+        marks["dropout"] = middle / SAMPLE_RATE
+
+    ch = make_chapter(clean_demo, tmp_path / "gated.wav", demo_ids[:6], [0.8] * 5, noise_dbfs=None, edit=edit)
+    result = segment_recording(ch.path, SegmentOptions(vad="energy", min_seconds=6.0))
+    assert any(s.speech_start < ch.speech[0][1] < ch.speech[1][0] < s.speech_end for s in result.segments)
+    (drop,) = result.stretches  # the zero pauses inside merged segments are not reported
+    assert drop.kind == "dropout" and abs(drop.start - marks["dropout"]) <= 0.01

@@ -525,7 +525,11 @@ def _segment_at(segments: list[Segment], t: float) -> int | None:
 
 
 def report_stretches(
-    segments: list[Segment], analysis: FrameAnalysis, levels: EnergyLevels, opts: SegmentOptions
+    segments: list[Segment],
+    speech: list[tuple[float, float]],
+    analysis: FrameAnalysis,
+    levels: EnergyLevels,
+    opts: SegmentOptions,
 ) -> list[Stretch]:
     """Left-out silence and sound, and clipping or dropouts anywhere, each with its reason."""
     out: list[Stretch] = []
@@ -548,11 +552,16 @@ def report_stretches(
             t = float(a * frame)
             out.append(Stretch(t, float(b * frame), "clipping", f"{count} samples at full scale (clipped recording)",
                                _segment_at(segments, t)))
+    # A dropout is digital silence inside speech (shorter than a pause, loud right before and after).
+    # Digital silence between phrases is a gated pause (common in edited narration), not damage.
+    raw_db = 10 * np.log10(analysis.power.astype(np.float64) + 1e-10)
     starts, ends = _runs(analysis.zeros >= ENERGY_HOP)
     for a, b in zip(starts, ends, strict=True):
         t0, t1 = float(a * frame), float(b * frame)
         k = _segment_at(segments, (t0 + t1) / 2)
-        if t1 - t0 >= DROPOUT_MIN and k is not None:
+        abrupt = a > 0 and b < len(raw_db) and min(raw_db[a - 1], raw_db[b]) >= levels.threshold
+        in_speech = any(s0 < t0 and t1 < s1 for s0, s1 in speech)
+        if t1 - t0 >= DROPOUT_MIN and k is not None and abrupt and in_speech:
             out.append(Stretch(t0, t1, "dropout", f"{(t1 - t0) * 1000:.0f} ms of digital silence inside a segment "
                                                   f"(a dropout in the recording?)", k))
     return sorted(out, key=lambda s: (s.start, s.kind))
@@ -585,7 +594,7 @@ def segment_recording(
     speech = speech_regions(analysis, opts, levels)
     segments, planned = plan_segments(speech, analysis.duration, opts, levels)
     if segments:
-        stretches = sorted(planned + report_stretches(segments, analysis, levels, opts),
+        stretches = sorted(planned + report_stretches(segments, speech, analysis, levels, opts),
                            key=lambda s: (s.start, s.kind))
     else:
         level = float(np.median(levels.db))
