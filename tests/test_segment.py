@@ -245,3 +245,20 @@ def test_gated_pauses_are_not_dropouts(clean_demo, demo_ids, tmp_path):
     assert any(s.speech_start < ch.speech[0][1] < ch.speech[1][0] < s.speech_end for s in result.segments)
     (drop,) = result.stretches  # the zero pauses inside merged segments are not reported
     assert drop.kind == "dropout" and abs(drop.start - marks["dropout"]) <= 0.01
+
+
+def test_a_chapter_without_split_pauses_is_planned_without_deep_recursion():
+    # pauses grow along the file, so each cut falls at the far end: thousands of cuts, one after another
+    n = 3000
+    regions = _regions([1.0] * n, np.linspace(0.2, 0.49, n - 1).tolist())
+    duration = regions[-1][1] + 0.5
+    opts = SegmentOptions()
+    segments, stretches = plan_segments(regions, duration, opts)
+    _check_plan(regions, segments, duration, opts)
+    assert all(opts.min_seconds <= s.duration <= opts.max_seconds for s in segments) and stretches == []
+    long = [(0.5, 0.5 + 3600.0)]  # an hour of speech without a pause, cut at its quietest points
+    db = np.full(int(3601.0 * SAMPLE_RATE / seg.ENERGY_HOP), -20.0)
+    cut, stretches = plan_segments(long, 3601.0, SegmentOptions(cut_long_speech=True),
+                                   EnergyLevels(db=db, loud=-20.0, floor=-60.0, threshold=-50.0))
+    assert len(cut) >= 240 and all(s.duration <= 15.0 for s in cut)
+    assert [s.kind for s in stretches] == ["cut_in_speech"] * (len(cut) - 1)

@@ -197,6 +197,7 @@ def test_rerun_resumes_and_changed_segment_options_redo_the_file(clean_demo, dem
     assert on_disk == sorted(again.ids)  # the earlier run's extra files are gone
     ingest(folder, "re", workspace, progress=False)  # without --segment the chapter is one utterance again
     assert Corpus.open("re", workspace).ids == ["chapter"]
+    assert not (workspace.corpus_dir("re") / "segments" / "chapter").exists()
 
 
 def test_noise_is_rejected_with_a_reason_and_short_files_stay_whole(tmp_path, workspace):

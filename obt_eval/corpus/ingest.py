@@ -248,6 +248,8 @@ def ingest(
             entry = {"record": record}
             if opts.segmenting is not None and record["duration"] > opts.segmenting.threshold:
                 entry.update(segment_file(record, root / "segments" / uid, opts.segmenting, progress))
+            else:  # segments of an earlier run with --segment are no longer part of the corpus
+                shutil.rmtree(root / "segments" / uid, ignore_errors=True)
         except Rejected as exc:
             entry = {"reason": str(exc)}
         except Exception as exc:  # an unexpected per-file failure must not stop the batch

@@ -235,7 +235,7 @@ def _analyse(path, model, lanes: int, progress: Callable[[float], None] | None) 
         longest = max(end - read for read, _, end in plan)
         done = 0.0
         for t in range(math.ceil(longest / step)):
-            block = np.zeros((len(plan), step), np.float32)
+            block = np.zeros((len(plan), step), np.float32) if model is not None else None
             for row, (read, core, end) in enumerate(plan):
                 a = read + t * step
                 b = min(a + step, end)
@@ -245,7 +245,8 @@ def _analyse(path, model, lanes: int, progress: Callable[[float], None] | None) 
                 x = f.read(b - a, dtype="float32", always_2d=False)
                 if len(x) < b - a:
                     raise BadInputError(f"{path}: audio ends after {a + len(x)} of {n} samples (truncated)")
-                block[row, : len(x)] = x
+                if block is not None:
+                    block[row, : len(x)] = x
                 _frame_stats(x, a // ENERGY_HOP, power, clipped, zeros)
                 done += (b - max(a, core)) / SAMPLE_RATE if b > core else 0.0
             if model is not None:
@@ -424,13 +425,19 @@ def plan_segments(
     groups.append((first, n - 1))
 
     def split(i: int, j: int) -> list[tuple[int, int]]:
-        if i == j or length(i, j) <= opts.max_seconds:
-            return [(i, j)]
-        cuts = range(i, j)
-        balanced = [k for k in cuts if length(i, k) >= opts.min_seconds and length(k + 1, j) >= opts.min_seconds]
-        middle = (regions[i][0] + regions[j][1]) / 2
-        k = max(balanced or cuts, key=lambda k: (gaps[k], -abs(regions[k][1] - middle)))
-        return split(i, k) + split(k + 1, j)
+        # a work list, not recursion: a chapter without one 0.5 s pause may need hundreds of cuts
+        done, todo = [], [(i, j)]
+        while todo:
+            i, j = todo.pop()
+            if i == j or length(i, j) <= opts.max_seconds:
+                done.append((i, j))
+                continue
+            cuts = range(i, j)
+            balanced = [k for k in cuts if length(i, k) >= opts.min_seconds and length(k + 1, j) >= opts.min_seconds]
+            middle = (regions[i][0] + regions[j][1]) / 2
+            k = max(balanced or cuts, key=lambda k: (gaps[k], -abs(regions[k][1] - middle)))
+            todo += [(k + 1, j), (i, k)]
+        return done
 
     groups = [part for i, j in groups for part in split(i, j)]
     groups = _merge_short(groups, gaps, length, opts)
@@ -488,20 +495,22 @@ def _merge_short(
         groups[at: at + 2] = [merged]
 
 
-def _cut_in_speech(seg: Segment, opts: SegmentOptions, levels: EnergyLevels) -> list[Segment]:
-    """Cut a pause-less stretch at its quietest 50 ms (allowed by `cut_long_speech`), recursively."""
-    if seg.duration <= opts.max_seconds:
-        return [seg]
+def _cut_in_speech(whole: Segment, opts: SegmentOptions, levels: EnergyLevels) -> list[Segment]:
+    """Cut a pause-less stretch at its quietest 50 ms (allowed by `cut_long_speech`) until the pieces fit."""
     smooth = np.convolve(levels.db, np.ones(5) / 5, mode="same")
-    lo = int(math.ceil((seg.start + opts.min_seconds) * SAMPLE_RATE / ENERGY_HOP))
-    hi = int((seg.end - opts.min_seconds) * SAMPLE_RATE / ENERGY_HOP)
-    if hi <= lo:  # cannot keep both sides long enough: cut in the middle of the quietest central part
-        lo = int(seg.start * SAMPLE_RATE / ENERGY_HOP) + 1
-        hi = int(seg.end * SAMPLE_RATE / ENERGY_HOP)
-    at = _energy_time(lo + int(np.argmin(smooth[lo:hi])))
-    a = Segment(seg.start, at, seg.speech_start, at)
-    b = Segment(at, seg.end, at, seg.speech_end)
-    return _cut_in_speech(a, opts, levels) + _cut_in_speech(b, opts, levels)
+    frame = ENERGY_HOP / SAMPLE_RATE
+    done, todo = [], [whole]
+    while todo:
+        seg = todo.pop()
+        if seg.duration <= opts.max_seconds:
+            done.append(seg)
+            continue
+        lo, hi = int(math.ceil((seg.start + opts.min_seconds) / frame)), int((seg.end - opts.min_seconds) / frame)
+        if hi <= lo:  # both sides cannot reach min_seconds: the quietest point anywhere inside
+            lo, hi = int(seg.start / frame) + 1, int(seg.end / frame)
+        at = _energy_time(lo + int(np.argmin(smooth[lo:hi])))
+        todo += [Segment(at, seg.end, at, seg.speech_end), Segment(seg.start, at, seg.speech_start, at)]
+    return done
 
 
 # ----------------------------------------------------------------------------------------- reporting
@@ -555,12 +564,14 @@ def report_stretches(
     # A dropout is digital silence inside speech (shorter than a pause, loud right before and after).
     # Digital silence between phrases is a gated pause (common in edited narration), not damage.
     raw_db = 10 * np.log10(analysis.power.astype(np.float64) + 1e-10)
+    speech_starts = np.array([a for a, _ in speech])
     starts, ends = _runs(analysis.zeros >= ENERGY_HOP)
     for a, b in zip(starts, ends, strict=True):
         t0, t1 = float(a * frame), float(b * frame)
         k = _segment_at(segments, (t0 + t1) / 2)
         abrupt = a > 0 and b < len(raw_db) and min(raw_db[a - 1], raw_db[b]) >= levels.threshold
-        in_speech = any(s0 < t0 and t1 < s1 for s0, s1 in speech)
+        k_speech = int(np.searchsorted(speech_starts, t0)) - 1
+        in_speech = k_speech >= 0 and speech[k_speech][1] > t1
         if t1 - t0 >= DROPOUT_MIN and k is not None and abrupt and in_speech:
             out.append(Stretch(t0, t1, "dropout", f"{(t1 - t0) * 1000:.0f} ms of digital silence inside a segment "
                                                   f"(a dropout in the recording?)", k))
