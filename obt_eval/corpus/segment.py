@@ -8,7 +8,7 @@ of pauses so that segments land in [min, max] seconds, preferring the longest pa
 cutting inside speech. What is left out (long silences, music or noise) and what looks damaged
 (clipping, dropouts) is reported with a reason, never dropped silently.
 
-Audio is read from the canonical 16 kHz file in blocks; only per-frame arrays (about 2 MB per hour)
+Audio is read from the canonical 16 kHz file in blocks; only per-frame arrays (about 3 MB per hour)
 stay in memory. Silero runs on several stretches of the file at once (one batch row each, started
 16 s early so the model's state has settled when its stretch begins), which is several times faster
 on a CPU than one 32 ms window at a time.
@@ -56,8 +56,7 @@ MERGE_PAUSE = 1.5  # s; a too-short segment joins a neighbour only across a paus
 NON_SPEECH_MIN = 1.0  # s; a left-out stretch this long that is mostly loud is reported as non-speech sound
 CLIP_LEVEL = 0.999  # |sample| at or above this counts as clipped
 CLIP_MIN_SAMPLES = 10  # clipped samples needed before a stretch is reported
-DROPOUT_MIN = 0.05  # s of exact digital zeros inside a segment reported as a dropout
-CUT_TOLERANCE = 1.0 / SAMPLE_RATE
+DROPOUT_MIN = 0.05  # s of exact digital zeros inside speech reported as a dropout
 
 
 @dataclass(frozen=True)
