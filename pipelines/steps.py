@@ -122,15 +122,28 @@ class IngestParams:
     name: str
     metadata: str | None = None
     alignments: str | None = None
+    segment: bool = False  # cut files longer than segment_threshold at pauses (see `obt-eval ingest --segment`)
+    segment_min: float = 2.0
+    segment_max: float = 15.0
+    segment_threshold: float | None = None  # None: segment_max
+    vad: str = "silero"
+    cut_long_speech: bool = False
+    phones_at_cuts: str = "drop"
 
 
 @step("ingest", IngestParams, gpu=False)
 def run_ingest(p: IngestParams, ctx: StepContext) -> dict:
     """Ingest a folder of recordings as a corpus (16 kHz mono manifest, per-file rejections)."""
-    from obt_eval.corpus.ingest import ingest
+    from obt_eval.corpus.ingest import IngestOptions, ingest
+    from obt_eval.corpus.segment import SegmentOptions
 
     ctx.stage(0, 1, f"ingest {p.name}")
-    report = ingest(p.audio_dir, p.name, ctx.workspace, metadata=p.metadata, alignments=p.alignments)
+    segmenting = SegmentOptions(min_seconds=p.segment_min, max_seconds=p.segment_max,
+                                threshold_seconds=p.segment_threshold, vad=p.vad,
+                                cut_long_speech=p.cut_long_speech) if p.segment else None
+    options = IngestOptions(segmenting=segmenting, phones_at_cuts=p.phones_at_cuts)
+    report = ingest(p.audio_dir, p.name, ctx.workspace, metadata=p.metadata, alignments=p.alignments,
+                    options=options)
     summary = report.summary()
     ctx.log(f"ingested corpus {p.name}: {summary['ingested']} of {summary['found']} files")
     return {"corpus": p.name, "path": str(ctx.workspace.corpus_dir(p.name)), "report": summary}

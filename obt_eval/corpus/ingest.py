@@ -1,9 +1,12 @@
-"""Ingest a folder of recordings into a corpus: checks, mono 16 kHz audio, metadata, alignments.
+"""Ingest a folder of recordings into a corpus: checks, mono 16 kHz audio, segments, metadata, alignments.
 
 Each file is streamed block by block (downmix, NaN/inf and silence checks, soxr resampling), so a
 multi-hour recording never sits in memory. Files that are already 16 kHz mono WAV/FLAC are used in
-place; everything else gets a canonical copy under ``corpora/<name>/audio/``. Every rejected file
-gets a reason and the rest of the folder goes on. A progress log makes a re-run skip finished files.
+place; everything else gets a canonical copy under ``corpora/<name>/audio/``. With segmenting on, a
+file longer than the threshold (a whole chapter) is cut at pauses into segment WAVs under
+``corpora/<name>/segments/<source id>/``, and each segment becomes an utterance that records its
+source and its start and end in it. Every rejected file gets a reason and the rest of the folder
+goes on. A progress log makes a re-run skip finished files.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from tqdm import tqdm
 from obt_eval.atomic import atomic_path, write_json, write_parquet
 from obt_eval.audio import AUDIO_EXTENSIONS
 from obt_eval.corpus.checks import Rejected, check_readable, wav_declared_data_bytes
-from obt_eval.corpus.manifest import MANIFEST_COLUMNS, Corpus
+from obt_eval.corpus.manifest import MANIFEST_COLUMNS, SOURCE_COLUMNS, Corpus
 from obt_eval.corpus.metadata import read_metadata
+from obt_eval.corpus.segment import SegmentOptions, segment_recording, write_segment_audio
 from obt_eval.errors import BadInputError
 from obt_eval.frames import SAMPLE_RATE, WINDOW, num_frames
 from obt_eval.provenance import provenance
@@ -43,6 +47,12 @@ class IngestOptions:
     silence_dbfs: float = -60.0  # a file whose peak stays below this is "silence only"
     copy_audio: bool = False  # True: always write a canonical copy, even for 16 kHz mono WAV/FLAC
     workers: int = 2
+    segmenting: SegmentOptions | None = None  # cut long files at pauses; None keeps every file whole
+    phones_at_cuts: str = "drop"  # a phone interval crossing a segment cut is "drop"ped or "clip"ped
+
+    def __post_init__(self) -> None:
+        if self.phones_at_cuts not in ("drop", "clip"):
+            raise BadInputError(f"unknown --phones-at-cuts {self.phones_at_cuts!r}", "use drop or clip")
 
 
 @dataclass
@@ -56,15 +66,29 @@ class IngestReport:
     hours: float = 0.0
     speakers: int = 0
     alignments: int = 0
+    utterances: int = 0  # manifest rows: segments plus files kept whole
+    segmenting: bool = False
+    segmented_files: int = 0
+    segments: int = 0
+    source_hours: float = 0.0  # audio of the ingested files; `hours` is what the utterances hold
+    stretches: list[dict] = field(default_factory=list)  # reported stretches of segmented files
 
     def summary(self) -> dict:
         reasons = Counter(r["reason"].split(":")[0].split("(")[0].strip() for r in self.rejected)
-        return {
+        out = {
             "corpus": self.corpus, "path": self.path, "found": self.found, "ingested": self.ingested,
             "rejected": len(self.rejected), "rejected_reasons": dict(reasons), "rejected_files": self.rejected,
             "hours": round(self.hours, 4), "speakers": self.speakers, "aligned_utterances": self.alignments,
-            "warnings": self.warnings,
+            "utterances": self.utterances, "warnings": self.warnings, "segmentation": None,
         }
+        if self.segmenting:
+            out["segmentation"] = {
+                "segmented_files": self.segmented_files, "whole_files": self.ingested - self.segmented_files,
+                "segments": self.segments, "source_hours": round(self.source_hours, 4),
+                "left_out_hours": round(max(0.0, self.source_hours - self.hours), 4),
+                "stretch_kinds": dict(Counter(s["kind"] for s in self.stretches)), "stretches": self.stretches,
+            }
+        return out
 
 
 def find_audio_files(audio_dir: Path) -> list[Path]:
@@ -204,7 +228,9 @@ def ingest(
     log_path = root / "ingest-log.jsonl"
     done = _read_log(log_path)
     # a file's outcome depends on the options too: raising --max-duration must re-check a rejected file
-    options_key = {k: v for k, v in asdict(opts).items() if k != "workers"}
+    options_key = {k: v for k, v in asdict(opts).items() if k not in ("workers", "phones_at_cuts")}
+    if opts.segmenting is None:  # logs written before segmenting existed stay valid
+        del options_key["segmenting"]
 
     def work(job: tuple[str, Path]) -> dict:
         uid, path = job
@@ -214,11 +240,16 @@ def ingest(
             key = None
         previous = done.get(str(path))
         if previous and previous.get("stat") == key and previous.get("options") == options_key and (
-            "reason" in previous or Path(previous["record"]["audio_path"]).exists()
+            "reason" in previous or _outputs_exist(previous)
         ):
             return previous
         try:
-            entry = {"record": {"id": uid, **convert_file(path, root / "audio" / f"{uid}.wav", opts)}}
+            record = {"id": uid, **convert_file(path, root / "audio" / f"{uid}.wav", opts)}
+            entry = {"record": record}
+            if opts.segmenting is not None and record["duration"] > opts.segmenting.threshold:
+                entry.update(segment_file(record, root / "segments" / uid, opts.segmenting, progress))
+            else:  # segments of an earlier run with --segment are no longer part of the corpus
+                shutil.rmtree(root / "segments" / uid, ignore_errors=True)
         except Rejected as exc:
             entry = {"reason": str(exc)}
         except Exception as exc:  # an unexpected per-file failure must not stop the batch
@@ -226,7 +257,7 @@ def ingest(
         entry.update(file=str(path), stat=key, options=options_key)
         return entry
 
-    records = []
+    outcomes = []
     with open(log_path, "a", encoding="utf-8") as log, ThreadPoolExecutor(max(1, opts.workers)) as pool:
         for entry in tqdm(pool.map(work, jobs), total=len(jobs), desc=f"ingest {name}", unit="file",
                           disable=not progress):
@@ -236,24 +267,32 @@ def ingest(
             if "reason" in entry:
                 report.rejected.append({"file": entry["file"], "reason": entry["reason"]})
             else:
-                records.append(entry["record"])
+                outcomes.append(entry)
 
-    manifest = pd.DataFrame(records)
-    if manifest.empty:
+    if not outcomes:
         raise BadInputError(
             f"none of the {len(files)} audio files under {audio_dir} could be ingested",
             "see the reasons above (--json lists each file)",
         )
-    manifest = _attach_metadata(manifest, meta_table, report)
-    manifest = manifest[MANIFEST_COLUMNS]
+    sources = _attach_metadata(pd.DataFrame([e["record"] for e in outcomes]), meta_table, report)
+    manifest = _utterances(sources, {e["record"]["id"]: e for e in outcomes}, report)
+    sources = sources[sources["id"].isin(manifest["source_id"])]
+    sources = _source_table(sources, {e["record"]["id"]: e for e in outcomes})
     if alignments is not None:
         from obt_eval.corpus.alignment_import import import_alignments
 
-        report.alignments = import_alignments(Path(alignments), manifest, root, report.warnings)
+        report.alignments = import_alignments(Path(alignments), manifest, root, report.warnings,
+                                              sources=sources, phones_at_cuts=opts.phones_at_cuts)
+    write_parquet(root / "sources.parquet", sources)
     write_parquet(root / "manifest.parquet", manifest)
-    report.ingested = len(manifest)
+    report.ingested = len(sources)
+    report.utterances = len(manifest)
     report.hours = float(manifest["duration"].sum()) / 3600
+    report.source_hours = float(sources["duration"].sum()) / 3600
     report.speakers = int(manifest["speaker"].nunique())
+    report.segmenting = opts.segmenting is not None
+    report.segmented_files = int(sources["segmented"].sum())
+    report.segments = int((manifest["source_id"] != manifest["id"]).sum())
     write_json(root / "corpus.json", {
         "name": name, "source": str(audio_dir.resolve()),
         "metadata": str(Path(metadata).resolve()) if metadata else None,
@@ -261,6 +300,82 @@ def ingest(
         "options": asdict(opts), **report.summary(), "provenance": provenance(),
     })
     return report
+
+
+def segment_file(record: dict, folder: Path, opts: SegmentOptions, progress: bool = False) -> dict:
+    """Cut one canonical recording into segment WAVs in `folder`; returns the log entry's segment part.
+
+    Segment ids are ``<source id>_seg<NNNN>`` (1-based, in time order), so the same file and options
+    always give the same ids. Files of an earlier run with other options are removed.
+    """
+    uid, audio = record["id"], record["audio_path"]
+    with tqdm(total=round(record["duration"], 1), desc=f"VAD {uid}", unit="s", leave=False,
+              disable=not progress) as bar:
+        def advance(seconds: float) -> None:
+            bar.update(round(min(seconds, record["duration"]), 1) - bar.n)
+
+        result = segment_recording(audio, opts, progress=advance)
+    if not result.segments:
+        raise Rejected(f"{result.stretches[0].reason}: music, noise or silence only? Try --vad energy, or ingest "
+                       f"it without --segment")
+    ids = [f"{uid}_seg{k:04d}" for k in range(1, len(result.segments) + 1)]
+    paths = [folder / f"{sid}.wav" for sid in ids]
+    counts = write_segment_audio(audio, result.segments, paths)
+    keep = {p.name for p in paths}
+    for stale in folder.glob("*.wav"):
+        if stale.name not in keep:
+            stale.unlink()
+    segments = []
+    for sid, path, seg, count in zip(ids, paths, result.segments, counts, strict=True):
+        start = round(seg.start * SAMPLE_RATE) / SAMPLE_RATE
+        segments.append({"id": sid, "audio_path": str(path.resolve()), "num_samples": count, "start": start,
+                         "end": start + count / SAMPLE_RATE})
+    stretches = [{**s.to_dict(), "segment": None if s.segment is None else ids[s.segment]} for s in result.stretches]
+    return {"segments": segments, "stretches": stretches, "speech_seconds": round(result.speech_seconds, 3),
+            "vad": result.vad}
+
+
+def _outputs_exist(entry: dict) -> bool:
+    paths = [entry["record"]["audio_path"]] + [s["audio_path"] for s in entry.get("segments", [])]
+    return all(Path(p).exists() for p in paths)
+
+
+def _utterances(sources: pd.DataFrame, outcomes: dict[str, dict], report: IngestReport) -> pd.DataFrame:
+    """Manifest rows: each segment of a segmented file (inheriting its metadata), each other file whole.
+
+    A chapter's transcript cannot be split by time, so segments get an empty transcript; the
+    chapter's stays in ``sources.parquet``.
+    """
+    rows = []
+    for src in sources.to_dict("records"):
+        entry = outcomes[src["id"]]
+        if "segments" not in entry:
+            rows.append({**src, "source_id": src["id"], "segment_start": 0.0, "segment_end": src["duration"]})
+            continue
+        for seg in entry["segments"]:
+            rows.append({**src, "id": seg["id"], "audio_path": seg["audio_path"], "num_samples": seg["num_samples"],
+                         "duration": seg["num_samples"] / SAMPLE_RATE, "num_frames": num_frames(seg["num_samples"]),
+                         "transcript": "", "source_id": src["id"], "segment_start": seg["start"],
+                         "segment_end": seg["end"]})
+        report.stretches += [{"file": src["source_path"], "source_id": src["id"], **s} for s in entry["stretches"]]
+    manifest = pd.DataFrame(rows)
+    clash = manifest["id"].duplicated(keep=False) & (manifest["id"] == manifest["source_id"])
+    for row in manifest[clash].itertuples():  # a file named like another file's segment
+        report.rejected.append({"file": row.source_path, "reason": f"duplicate utterance id {row.id!r} "
+                                                                    f"(a segment of another file has that id)"})
+    manifest = manifest[~clash].reset_index(drop=True)
+    return manifest[MANIFEST_COLUMNS]
+
+
+def _source_table(sources: pd.DataFrame, outcomes: dict[str, dict]) -> pd.DataFrame:
+    """The segment map's file side: one row per ingested file, with its metadata and what it became."""
+    table = sources.rename(columns={"id": "source_id"}).copy()
+    entries = [outcomes[uid] for uid in sources["id"]]
+    table["segmented"] = ["segments" in e for e in entries]
+    table["segments"] = [len(e.get("segments", [])) for e in entries]
+    table["speech_seconds"] = [e.get("speech_seconds", float("nan")) for e in entries]
+    table["vad"] = [e.get("vad", "") for e in entries]
+    return table[SOURCE_COLUMNS]
 
 
 def _read_log(path: Path) -> dict[str, dict]:

@@ -1,9 +1,14 @@
 """The corpus manifest: one row per utterance, arrays (audio) stored apart, as lhotse does.
 
 ``corpora/<name>/manifest.parquet`` columns: ``id, audio_path, source_path, num_samples, duration,
-num_frames, orig_sample_rate, orig_channels, speaker, language, split, transcript``. ``audio_path`` is
-canonical 16 kHz mono audio. Optional ``alignments.parquet`` (``id, onset, offset, phone``; seconds) and
-``corpus.item`` (ZeroSpeech item file) hold phone alignments for ABX and PNMI.
+num_frames, orig_sample_rate, orig_channels, speaker, language, split, transcript, source_id,
+segment_start, segment_end``. ``audio_path`` is canonical 16 kHz mono audio. The last three are the
+segment map: an utterance cut from a long recording names that recording (``source_id``, a row of
+``sources.parquet``) and where in it (seconds) it starts and ends; a file kept whole is its own
+source, from 0 to its duration. ``sources.parquet`` has one row per ingested file, with the
+metadata (a chapter's transcript lives only there: it cannot be split by time) and what the file
+became. Optional ``alignments.parquet`` (``id, onset, offset, phone``; seconds) and ``corpus.item``
+(ZeroSpeech item file) hold phone alignments for ABX and PNMI.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from obt_eval.workspace import Workspace
 MANIFEST_COLUMNS = [
     "id", "audio_path", "source_path", "num_samples", "duration", "num_frames",
     "orig_sample_rate", "orig_channels", "speaker", "language", "split", "transcript",
+    "source_id", "segment_start", "segment_end",
+]
+SOURCE_COLUMNS = [
+    "source_id", "source_path", "audio_path", "num_samples", "duration", "orig_sample_rate", "orig_channels",
+    "speaker", "language", "split", "transcript", "segmented", "segments", "speech_seconds", "vad",
 ]
 ALIGNMENT_COLUMNS = ["id", "onset", "offset", "phone"]
 
@@ -47,7 +57,7 @@ class Corpus:
                 f"no corpus {str(name_or_path)!r} (looked for {candidate / 'manifest.parquet'})",
                 "run `obt-eval ingest AUDIO_DIR --name NAME` first, or check --workspace / $OBT_EVAL_HOME",
             )
-        manifest = pd.read_parquet(candidate / "manifest.parquet")
+        manifest = _with_segment_map(pd.read_parquet(candidate / "manifest.parquet"))
         info = read_json(candidate / "corpus.json") if (candidate / "corpus.json").exists() else {}
         return cls(name=info.get("name", candidate.name), root=candidate, manifest=manifest, info=info)
 
@@ -89,3 +99,38 @@ class Corpus:
     @property
     def total_seconds(self) -> float:
         return float(self.manifest["duration"].sum())
+
+    def sources(self) -> pd.DataFrame:
+        """One row per ingested file (``SOURCE_COLUMNS``); built from the manifest for older corpora."""
+        path = self.root / "sources.parquet"
+        if path.exists():
+            return pd.read_parquet(path)
+        m = self.manifest
+        return pd.DataFrame({
+            "source_id": m["source_id"], "source_path": m["source_path"], "audio_path": m["audio_path"],
+            "num_samples": m["num_samples"], "duration": m["duration"], "orig_sample_rate": m["orig_sample_rate"],
+            "orig_channels": m["orig_channels"], "speaker": m["speaker"], "language": m["language"],
+            "split": m["split"], "transcript": m["transcript"], "segmented": False, "segments": 0,
+            "speech_seconds": float("nan"), "vad": "",
+        })[SOURCE_COLUMNS]
+
+    def trace(self, uid: str) -> dict:
+        """Where an utterance comes from: source id and file, and its start and end there (seconds)."""
+        row = self.row(uid)
+        return {"id": uid, "source_id": row["source_id"], "source_path": row["source_path"],
+                "start": float(row["segment_start"]), "end": float(row["segment_end"])}
+
+
+def _with_segment_map(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Corpora written before segmenting existed: every utterance is its own whole source."""
+    manifest = manifest.copy()
+    if "source_id" not in manifest:
+        manifest["source_id"] = manifest["id"]
+    if "segment_start" not in manifest:
+        manifest["segment_start"] = 0.0
+    if "segment_end" not in manifest:
+        manifest["segment_end"] = manifest["duration"].astype(float)
+    manifest["source_id"] = manifest["source_id"].where(manifest["source_id"].notna(), manifest["id"])
+    manifest["segment_start"] = manifest["segment_start"].astype(float).fillna(0.0)
+    manifest["segment_end"] = manifest["segment_end"].astype(float).fillna(manifest["duration"].astype(float))
+    return manifest
