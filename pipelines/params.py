@@ -245,7 +245,8 @@ def _prepare(info: _FieldInfo) -> Any:
             if info.optional:
                 return None
             if info.required and info.base is str:
-                raise ValueError("is empty: the form leaves required parameters empty for you to fill in")
+                raise _Problem("is empty", "fill in the required parameters (the form leaves them empty); "
+                                           "`obt-eval jobs kinds` lists every kind's parameters")
         if info.base is list and isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if info.base is list and isinstance(value, list | tuple) and len(value) > MAX_LIST:
