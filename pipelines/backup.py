@@ -74,7 +74,15 @@ def backup_once(db_url: str, out_dir: Path, repo_id: str | None = None, token: s
     out = snapshot(sqlite_path(db_url), Path(out_dir) / "obt_eval-snapshot.db")
     summary: dict[str, Any] = {"snapshot": str(out), "bytes": out.stat().st_size, "uploaded": None}
     if repo_id:
-        summary["uploaded"] = f"{repo_id}:{upload(out, repo_id, token, api)}"
+        try:
+            summary["uploaded"] = f"{repo_id}:{upload(out, repo_id, token, api)}"
+        except Exception as exc:  # noqa: BLE001 — no network, no token, no rights: say so, keep the snapshot
+            raise BadInputError(
+                f"the snapshot {out} was written, but uploading it to {repo_id} failed: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": "),
+                "check the network and that HF_TOKEN may write to that dataset (HF_HUB_OFFLINE must be unset); "
+                "run the command without --repo for a local snapshot only",
+            ) from exc
     return summary
 
 

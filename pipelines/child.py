@@ -16,6 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
+ENV_WORKER_PID = "OBT_EVAL_WORKER_PID"  # set by the worker: the parent this child must not outlive
 SPEC_FILE = "spec.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
@@ -29,6 +30,12 @@ def _die_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except OSError:
             pass
+    # The signal only covers a parent that dies from now on: one that died while this process was starting
+    # (a loaded machine takes seconds to start Python) has already handed it to another parent.
+    expected = os.environ.get(ENV_WORKER_PID)
+    if expected and expected.isdigit() and os.getppid() != int(expected):
+        print(f"the worker (pid {expected}) stopped before this job started; not running it", file=sys.stderr)
+        sys.exit(143)
 
 
 def _write(path: Path, data: dict) -> None:
@@ -53,8 +60,9 @@ def main(job_dir: str) -> int:
     print(f"job {spec.get('job_id')}: {spec['kind']} {json.dumps(spec.get('params', {}))}", flush=True)
     try:
         step = get_step(spec["kind"])
-        params = parse(spec["kind"], spec.get("params"))
-        ctx = StepContext(workspace=Workspace.at(spec["workspace"]), job_dir=folder, progress=bar,
+        workspace = Workspace.at(spec["workspace"])
+        params = parse(spec["kind"], spec.get("params"), workspace)  # checked again: the row may have been edited
+        ctx = StepContext(workspace=workspace, job_dir=folder, progress=bar,
                           device=spec.get("device"), job_id=spec.get("job_id"))
         artifacts = step.run(params, ctx)
     except ObtEvalError as exc:

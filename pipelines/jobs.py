@@ -28,6 +28,8 @@ from pipelines.progress import read_progress
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("done", "failed", "cancelled")
 LOG_FILE = "log.txt"
+WAITING = "waiting for a worker"
+NO_WORKER = "no worker is running: start `obt-eval worker` (or the app, which starts one)"
 
 
 @functools.lru_cache(maxsize=8)
@@ -83,13 +85,20 @@ class JobView:
         return (end - self.started_at).total_seconds()
 
 
-def _view(job: Job, workspace: Workspace) -> JobView:
+def _any_worker(workspace: Workspace) -> bool:
+    from pipelines.worker import live_workers, worker_running
+
+    return worker_running(workspace) or bool(live_workers(workspace))
+
+
+def _view(job: Job, workspace: Workspace, worker_seen: bool | None = None) -> JobView:
+    """`worker_seen`: whether a worker serves the workspace (looked up here when None and the job waits)."""
     message = ""
     if job.state == "running":
         live = read_progress(job_dir(workspace, job.id))
         message = (live or {}).get("message", "")
     elif job.state == "queued":
-        message = "waiting for a worker"
+        message = WAITING if (worker_seen if worker_seen is not None else _any_worker(workspace)) else NO_WORKER
     elif job.state == "failed":
         message = (job.error or "").splitlines()[0] if job.error else "failed"
     return JobView(id=job.id, kind=job.kind, params=dict(job.params or {}), state=job.state,
@@ -103,7 +112,7 @@ def submit(kind: str, params: dict[str, Any] | None, workspace: Workspace, *, en
     from pipelines.params import defaults
     from pipelines.steps import get_step, parse
 
-    parsed = parse(kind, params)
+    parsed = parse(kind, params, workspace)
     stored = {**defaults(get_step(kind).params), **{k: getattr(parsed, k) for k in (params or {})}}
     db = database(workspace)
     with db.session() as s:
@@ -141,7 +150,9 @@ def list_jobs(workspace: Workspace, limit: int = 50, states: tuple[str, ...] | N
         query = select(Job).order_by(Job.id.desc()).limit(limit)
         if states:
             query = query.where(Job.state.in_(states))
-        return [_view(job, workspace) for job in s.scalars(query)]
+        rows = list(s.scalars(query))
+        seen = _any_worker(workspace) if any(job.state == "queued" for job in rows) else None
+        return [_view(job, workspace, seen) for job in rows]
 
 
 def _finish(job_id: int, workspace: Workspace, state: str, *, error: str | None = None,

@@ -23,7 +23,7 @@ from db.models import Job, utcnow
 from obt_eval.processes import pid_alive
 from obt_eval.workspace import Workspace
 from pipelines import jobs
-from pipelines.child import ERROR_FILE, RESULT_FILE, SPEC_FILE
+from pipelines.child import ENV_WORKER_PID, ERROR_FILE, RESULT_FILE, SPEC_FILE
 from pipelines.progress import read_progress
 from pipelines.slots import gpu_count, gpu_slot
 
@@ -92,6 +92,7 @@ def _child_env(workspace: Workspace, device_index: int | None) -> dict[str, str]
     env = dict(os.environ)
     env["OBT_EVAL_HOME"] = str(Path(workspace.root).resolve())
     env["PYTHONUNBUFFERED"] = "1"
+    env[ENV_WORKER_PID] = str(os.getpid())  # the child exits if this worker is gone before it starts
     if device_index is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(device_index)  # the child sees its slot's GPU as cuda:0
     return env

@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from obt_eval.errors import BadInputError
 from obt_eval.workspace import Workspace
@@ -72,9 +74,9 @@ def kinds() -> list[str]:
     return sorted(STEPS)
 
 
-def parse(kind: str, data: dict[str, Any] | None) -> Any:
-    """Validate a job's parameters (raises BadInputError naming the bad field)."""
-    return P.build(get_step(kind).params, data, kind)
+def parse(kind: str, data: dict[str, Any] | None, workspace: Workspace | None = None) -> Any:
+    """Validate a job's parameters for `workspace` (raises BadInputError naming the bad field)."""
+    return P.build(get_step(kind).params, data, kind, workspace)
 
 
 def _load_optional_steps() -> None:
@@ -93,7 +95,7 @@ def _load_optional_steps() -> None:
 
 @dataclass
 class SelftestParams:
-    seconds: float = 3.0
+    seconds: Annotated[float, Field(ge=0.0, le=3600.0)] = 3.0
     fail: bool = False
 
 
@@ -118,17 +120,17 @@ def run_selftest(p: SelftestParams, ctx: StepContext) -> dict:
 
 @dataclass
 class IngestParams:
-    audio_dir: str
-    name: str
-    metadata: str | None = None
-    alignments: str | None = None
+    audio_dir: P.DataPath  # in the workspace (e.g. uploads/<name>) or under $OBT_EVAL_DATA_ROOTS
+    name: P.Name
+    metadata: P.DataPath | None = None
+    alignments: P.DataPath | None = None
     segment: bool = False  # cut files longer than segment_threshold at pauses (see `obt-eval ingest --segment`)
-    segment_min: float = 2.0
-    segment_max: float = 15.0
-    segment_threshold: float | None = None  # None: segment_max
-    vad: str = "silero"
+    segment_min: Annotated[float, Field(gt=0.0, le=3600.0)] = 2.0
+    segment_max: Annotated[float, Field(gt=0.0, le=3600.0)] = 15.0
+    segment_threshold: Annotated[float, Field(gt=0.0, le=86_400.0)] | None = None  # None: segment_max
+    vad: Literal["silero", "energy"] = "silero"
     cut_long_speech: bool = False
-    phones_at_cuts: str = "drop"
+    phones_at_cuts: Literal["drop", "clip"] = "drop"
 
 
 @step("ingest", IngestParams, gpu=False)
@@ -142,8 +144,9 @@ def run_ingest(p: IngestParams, ctx: StepContext) -> dict:
                                 threshold_seconds=p.segment_threshold, vad=p.vad,
                                 cut_long_speech=p.cut_long_speech) if p.segment else None
     options = IngestOptions(segmenting=segmenting, phones_at_cuts=p.phones_at_cuts)
-    report = ingest(p.audio_dir, p.name, ctx.workspace, metadata=p.metadata, alignments=p.alignments,
-                    options=options)
+    ws = ctx.workspace
+    report = ingest(resolve(ws, p.audio_dir), p.name, ws, metadata=p.metadata and resolve(ws, p.metadata),
+                    alignments=p.alignments and resolve(ws, p.alignments), options=options)
     summary = report.summary()
     ctx.log(f"ingested corpus {p.name}: {summary['ingested']} of {summary['found']} files")
     return {"corpus": p.name, "path": str(ctx.workspace.corpus_dir(p.name)), "report": summary}
@@ -154,10 +157,10 @@ def run_ingest(p: IngestParams, ctx: StepContext) -> dict:
 
 @dataclass
 class ExtractParams:
-    corpus: str
-    encoder: str
-    layers: str | None = None  # "14", "12-18" or "6,9"; empty: the encoder's default layer
-    batch_seconds: float | None = None
+    corpus: P.CorpusRef
+    encoder: Annotated[str, Field(max_length=500)]  # a registered name, a Hub id or a local checkpoint folder
+    layers: P.Layers = None  # "14", "12-18" or "6,9"; empty: the encoder's default layer
+    batch_seconds: Annotated[float, Field(gt=0.0, le=3600.0)] | None = None
 
 
 @step("extract", ExtractParams)
@@ -170,7 +173,7 @@ def run_extract(p: ExtractParams, ctx: StepContext) -> dict:
     from obt_eval_cli.common import parse_int_list
 
     ctx.stage(0, 1, f"extract {p.encoder} on {p.corpus}")
-    corpus = Corpus.open(p.corpus, ctx.workspace)
+    corpus = Corpus.open(resolve(ctx.workspace, p.corpus, "corpora"), ctx.workspace)
     options = ExtractOptions()
     if p.batch_seconds:
         options = replace(options, batch_seconds=p.batch_seconds)
@@ -184,12 +187,13 @@ def run_extract(p: ExtractParams, ctx: StepContext) -> dict:
 
 @dataclass
 class UnitsParams:
-    features: str  # a feature store folder (workspace-relative paths work too)
-    k: int = 100
-    seed: int = 0
-    sample_frac: float = 0.1  # fairseq simple_kmeans --percent 0.1
-    n_init: int = 10
-    name: str | None = None
+    # Defaults are KMeansConfig's (and `obt-eval units`'): the same fit from the CLI, a job or the README.
+    features: P.FeaturesRef  # a feature store folder (workspace-relative paths work too)
+    k: Annotated[int, Field(ge=2, le=65_536)] = 100
+    seed: P.Seed = 0
+    sample_frac: P.Fraction = 0.1  # fairseq simple_kmeans --percent 0.1
+    n_init: Annotated[int, Field(ge=1, le=1_000)] = 3
+    name: P.Name | None = None
 
 
 @step("units", UnitsParams)
@@ -208,12 +212,16 @@ def run_units(p: UnitsParams, ctx: StepContext) -> dict:
 # --- vocoder --------------------------------------------------------------------------------------------
 
 
+Preset = Literal["reference", "small", "tiny"]  # obt_eval.vocoder.config.PRESETS (not imported: it pulls torch)
+Steps = Annotated[int, Field(ge=1, le=10_000_000)]
+
+
 @dataclass
 class TrainVocoderParams:
-    units: str
-    name: str
-    preset: str = "reference"  # speech-resynthesis unit HiFi-GAN; "tiny" for smoke runs on a CPU
-    steps: int | None = None
+    units: P.UnitsRef
+    name: P.Name
+    preset: Preset = "reference"  # speech-resynthesis unit HiFi-GAN; "tiny" for smoke runs on a CPU
+    steps: Steps | None = None
     speakers: bool = False
     f0: bool = False
 
@@ -225,17 +233,18 @@ def run_train_vocoder(p: TrainVocoderParams, ctx: StepContext) -> dict:
     from obt_eval.vocoder.train import train_vocoder
 
     ctx.stage(0, 1, f"train vocoder {p.name}")
-    result = train_vocoder(resolve(ctx.workspace, p.units), ctx.workspace.vocoder_dir(p.name), preset(p.preset),
-                           workspace=ctx.workspace, speakers=p.speakers, f0=p.f0, steps=p.steps, device=ctx.device)
+    result = train_vocoder(resolve(ctx.workspace, p.units, "units"), ctx.workspace.vocoder_dir(p.name),
+                           preset(p.preset), workspace=ctx.workspace, speakers=p.speakers, f0=p.f0, steps=p.steps,
+                           device=ctx.device)
     return result.summary()
 
 
 @dataclass
 class TrainVocodersParams:
-    units: str  # "xlsr53=units_dir_a, mms-300m=units_dir_b": one units store per encoder
-    prefix: str = "vocoder"  # vocoders are named PREFIX-ENCODER
-    preset: str = "reference"
-    steps: int | None = None
+    units: P.UnitsSpecs  # "xlsr53=units_dir_a, mms-300m=units_dir_b": one units store per encoder
+    prefix: P.Name = "vocoder"  # vocoders are named PREFIX-ENCODER
+    preset: Preset = "reference"
+    steps: Steps | None = None
     speakers: bool = False
     f0: bool = False
 
@@ -246,9 +255,7 @@ def run_train_vocoders(p: TrainVocodersParams, ctx: StepContext) -> dict:
     from obt_eval.units.store import UnitsStore
     from obt_eval.vocoder.config import preset
     from obt_eval.vocoder.train import train_vocoder
-    from pipelines.studies import parse_specs
-
-    stores = {enc: UnitsStore.open(resolve(ctx.workspace, d, "units")) for enc, d in parse_specs(p.units)}
+    stores = {enc: UnitsStore.open(resolve(ctx.workspace, d, "units")) for enc, d in P.parse_specs(p.units)}
     shared = sorted(set.intersection(*(set(s.ids) for s in stores.values())))
     out = {}
     for i, (enc, store) in enumerate(stores.items()):
@@ -262,11 +269,11 @@ def run_train_vocoders(p: TrainVocodersParams, ctx: StepContext) -> dict:
 
 @dataclass
 class SynthesizeParams:
-    vocoder: str
-    units: str
-    name: str  # stimuli folder name under workspace/stimuli/
+    vocoder: P.VocoderRef
+    units: P.UnitsRef
+    name: P.Name  # stimuli folder name under workspace/stimuli/
     ids: str = "held-out"  # "held-out", "all" or a comma-separated list of utterance ids
-    system: str | None = None
+    system: P.Name | None = None
 
 
 @step("synthesize", SynthesizeParams)
@@ -283,13 +290,12 @@ def run_synthesize(p: SynthesizeParams, ctx: StepContext) -> dict:
 
 
 def resolve(workspace: Workspace, ref: str, kind: str | None = None) -> Path:
-    """A path as given, else relative to the workspace, else `workspace/<kind>/<ref>` (so names work in forms)."""
-    path = Path(ref).expanduser()
-    candidates = [path, workspace.root / path]
-    if kind:
-        candidates.append(workspace.root / kind / ref)
-    for candidate in candidates:
+    """An absolute path, else a path relative to the workspace, else `workspace/<kind>/<ref>` (so names work in
+    forms); symlinks resolved, and never outside the workspace or $OBT_EVAL_DATA_ROOTS."""
+    for candidate in P.confined(workspace, ref, kind):
         if candidate.exists():
             return candidate
-    raise BadInputError(f"{ref} does not exist", f"give a path, or a path relative to the workspace {workspace.root}")
+    where = f"a name under {workspace.root / kind}, " if kind else ""
+    raise BadInputError(f"{ref} does not exist", f"give {where}a path inside the workspace {workspace.root}, "
+                        "or a path relative to it")
 

@@ -6,27 +6,33 @@ Kept apart from `pipelines.steps` so the core job kinds work even where an analy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
+from pydantic import Field
+
+from pipelines import params as P
 from pipelines.steps import StepContext, resolve, step
 
 
 @dataclass
 class SearchParams:
-    corpus: str
-    encoder: str
-    layers: str | None = None  # "12-18"; empty: every layer of the encoder
-    ks: list[int] = field(default_factory=lambda: [100])
-    seed: int = 0
+    corpus: P.CorpusRef
+    encoder: Annotated[str, Field(max_length=500)]
+    layers: P.Layers = None  # "12-18"; empty: every layer of the encoder
+    ks: list[Annotated[int, Field(ge=2, le=65_536)]] = field(default_factory=lambda: [100])
+    seed: P.Seed = 0
 
 
 @step("search", SearchParams)
 def run_search(p: SearchParams, ctx: StepContext) -> dict:
     """Score every layer (and k) of one encoder on a corpus with ABX, PNMI and silhouette; name the best layer."""
+    from obt_eval.corpus.manifest import Corpus
     from obt_eval.search import SearchConfig, search_layers
     from obt_eval_cli.common import parse_int_list
 
     ctx.stage(0, 1, f"search {p.encoder} on {p.corpus}")
-    result = search_layers(p.corpus, p.encoder, parse_int_list(p.layers), ctx.workspace,
+    corpus = Corpus.open(resolve(ctx.workspace, p.corpus, "corpora"), ctx.workspace)
+    result = search_layers(corpus, p.encoder, parse_int_list(p.layers), ctx.workspace,
                            SearchConfig(ks=list(p.ks), seed=p.seed, device=ctx.device))
     return {"results": str(result.path), "best_layer": result.best_layer, "best_metric": result.best_metric,
             "best_score": result.best_score}
@@ -34,7 +40,7 @@ def run_search(p: SearchParams, ctx: StepContext) -> dict:
 
 @dataclass
 class MetricsParams:
-    units: str  # a units folder (or its name under workspace/units)
+    units: P.UnitsRef  # a units folder (or its name under workspace/units)
 
 
 @step("metrics", MetricsParams)
@@ -50,8 +56,8 @@ def run_metrics(p: MetricsParams, ctx: StepContext) -> dict:
 
 @dataclass
 class CompareParams:
-    corpus: str
-    encoders: list[str] | None = None  # default: every encoder searched on the corpus
+    corpus: P.Name  # the corpus name the searches were run on
+    encoders: list[Annotated[str, Field(max_length=500)]] | None = None  # default: every encoder searched on it
 
 
 @step("compare", CompareParams, gpu=False)

@@ -7,10 +7,17 @@ the same two calls `obt-eval study create` makes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
 
 from obt_eval.errors import BadInputError, NotFoundError
 from obt_eval.workspace import Workspace
-from pipelines.steps import StepContext, step
+from pipelines import params as P
+from pipelines.params import parse_specs
+from pipelines.steps import StepContext, resolve, step
+
+__all__ = ["StudyParams", "create_study_from_dirs", "parse_specs", "run_study"]
 
 
 def create_study_from_dirs(name: str, systems: list[tuple[str, str]], workspace: Workspace, *,
@@ -49,40 +56,27 @@ def create_study_from_dirs(name: str, systems: list[tuple[str, str]], workspace:
 
 @dataclass
 class StudyParams:
-    name: str
-    systems: str  # "name=stimuli_dir, name2=dir2" (dirs as paths or names under workspace/stimuli)
-    reference: str | None = None  # "natural=dir" of natural recordings
-    target_ratings: int = 10  # P.808 expected_votes_per_file default
-    trials_per_block: int = 10
-    max_blocks_per_rater: int | None = None  # None: a rater may go on to further blocks
-    seed: int | None = None
-    question: str | None = None
+    name: P.Name
+    systems: P.StimuliSpecs  # "name=stimuli_dir, name2=dir2" (dirs as paths or names under workspace/stimuli)
+    reference: P.StimuliSpecs | None = None  # "natural=dir" of natural recordings
+    target_ratings: Annotated[int, Field(ge=1, le=10_000)] = 10  # P.808 expected_votes_per_file default
+    trials_per_block: Annotated[int, Field(ge=1, le=1_000)] = 10
+    max_blocks_per_rater: Annotated[int, Field(ge=1, le=10_000)] | None = None  # None: a rater may go on
+    seed: P.Seed | None = None
+    question: Annotated[str, Field(max_length=2_000)] | None = None
     preference: bool = True
     allow_partial: bool = False
-
-
-def parse_specs(text: str) -> list[tuple[str, str]]:
-    """``"a=dir1, b=dir2"`` (or one per line) into [(a, dir1), (b, dir2)]."""
-    out = []
-    for part in text.replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise BadInputError(f"{part!r} is not NAME=DIR", "write each system as name=folder")
-        name, folder = part.split("=", 1)
-        out.append((name.strip(), folder.strip()))
-    if not out:
-        raise BadInputError("no systems given", "write systems as name=folder, name2=folder2")
-    return out
 
 
 @step("study", StudyParams, gpu=False)
 def run_study(p: StudyParams, ctx: StepContext) -> dict:
     """Create a blinded A/B study from each system's stimuli folder (loudness-normalised opaque copies)."""
     ctx.stage(0, 1, f"study {p.name}")
-    reference = parse_specs(p.reference)[0] if p.reference else None
-    return create_study_from_dirs(p.name, parse_specs(p.systems), ctx.workspace, reference=reference,
+    ws = ctx.workspace
+    # each folder resolved (and confined) here: the library would read a relative one from this process's cwd
+    systems = [(n, str(resolve(ws, d, "stimuli"))) for n, d in parse_specs(p.systems)]
+    reference = [(n, str(resolve(ws, d, "stimuli"))) for n, d in parse_specs(p.reference)][0] if p.reference else None
+    return create_study_from_dirs(p.name, systems, ws, reference=reference,
                                   target_ratings=p.target_ratings, trials_per_block=p.trials_per_block,
                                   max_blocks_per_rater=p.max_blocks_per_rater, seed=p.seed,
                                   question=p.question, preference=p.preference, allow_partial=p.allow_partial)

@@ -17,6 +17,21 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--mute-audio"]
 PASSWORD = "test-password-123"
+# Deadlines for waits on a condition: generous, because a loaded 2-core machine can be many times slower than
+# an idle one; a wait returns as soon as its condition holds, so a long deadline costs nothing when all is well.
+WAIT_SECONDS = 300.0
+
+
+def wait_for(condition, timeout: float = WAIT_SECONDS, what: str = "the condition", poll: float = 0.1):
+    """Poll `condition()` until it returns something truthy (returned); AssertionError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(poll)
 
 
 def free_port() -> int:
@@ -41,19 +56,22 @@ def served_app(workspace_root: Path, start_worker: bool = False) -> Iterator[tup
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
+            return httpx.get(f"{base}/healthz", timeout=5).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.1)
-    start_background(config)
+            return False
+
+    wait_for(healthy, what=f"the app to answer on {base}")
+    watchdog = start_background(config)
     try:
         yield base, config
     finally:
+        if watchdog is not None:
+            watchdog.stop()  # before the workers stop, or it would start a new one
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=WAIT_SECONDS)
         stop_workers(workspace_root)
 
 
@@ -62,9 +80,7 @@ def stop_workers(workspace_root: Path) -> None:
     for pid in worker_pids(workspace_root):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while worker_pids(workspace_root) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: not worker_pids(workspace_root), what=f"the workers of {workspace_root} to stop")
 
 
 def worker_pids(workspace_root: Path) -> list[int]:
@@ -82,17 +98,19 @@ def worker_pids(workspace_root: Path) -> list[int]:
     return pids
 
 
-def wait_job(job_id: int, workspace, states=("done", "failed", "cancelled"), timeout: float = 60.0):
+def wait_job(job_id: int, workspace, states=("done", "failed", "cancelled"), timeout: float = WAIT_SECONDS):
+    """Wait until the job is in one of `states`; returns its view."""
     from pipelines import jobs
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def reached():
         view = jobs.get(job_id, workspace)
-        if view.state in states:
-            return view
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {jobs.get(job_id, workspace).state} after {timeout} s; "
-                         f"log:\n{jobs.log_tail(jobs.get(job_id, workspace).log_path)}")
+        return view if view.state in states else None
+
+    try:
+        return wait_for(reached, timeout, f"job {job_id} to be {' or '.join(states)}", poll=0.2)
+    except AssertionError as exc:
+        view = jobs.get(job_id, workspace)
+        raise AssertionError(f"{exc}; it is {view.state}; log:\n{jobs.log_tail(view.log_path)}") from None
 
 
 def alive(pid: int) -> bool:

@@ -92,3 +92,42 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+# --- real PostgreSQL and Redis (tests/servers.py): variants of the database and job-runner tests -------------
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the PostgreSQL test server ($OBT_EVAL_TEST_DB), dropped after the test."""
+    from servers import postgres_database
+
+    yield from postgres_database()
+
+
+@pytest.fixture
+def redis_url():
+    """The Redis test database ($OBT_EVAL_TEST_REDIS_URL), emptied before the test."""
+    from servers import redis_database
+
+    return redis_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """Each database test runs on SQLite in tmp_path and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(params=["local", "shared"])
+def job_backend(request, workspace, monkeypatch):
+    """Where jobs live: `local` = the workspace's SQLite database and queue (one machine); `shared` = PostgreSQL
+    and a Redis queue, as several machines use them. Set before any worker starts, so workers inherit it."""
+    monkeypatch.delenv("OBT_EVAL_DB", raising=False)
+    monkeypatch.delenv("OBT_EVAL_QUEUE_URL", raising=False)
+    if request.param == "shared":
+        monkeypatch.setenv("OBT_EVAL_DB", request.getfixturevalue("postgres_url"))
+        monkeypatch.setenv("OBT_EVAL_QUEUE_URL", request.getfixturevalue("redis_url"))
+    return request.param

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from sqlalchemy import create_engine, inspect, text
 
 from db import open_database
-from db.models import Base
 from db.protocol import next_trial, record_play_end, record_play_start, reveal, submit_rating
 from db.studies import StimulusRecord, SystemRecord, TrialRecord, create_study, get_study, invite_raters, register_rater
 from obt_eval.study.config import DesignConfig
@@ -40,26 +37,10 @@ def make_system_folders(root: Path, systems: dict[str, float], utterances: int =
     return out
 
 
-def test_db_url(tmp_path: Path) -> str:
-    """SQLite in tmp_path, or $OBT_EVAL_TEST_DB (e.g. PostgreSQL) emptied first."""
-    url = os.environ.get("OBT_EVAL_TEST_DB")
-    if not url:
-        return f"sqlite:///{tmp_path / 'test.db'}"
-    engine = create_engine(url)
-    Base.metadata.drop_all(engine)
-    with engine.begin() as conn:
-        if inspect(conn).has_table("alembic_version"):
-            conn.execute(text("DROP TABLE alembic_version"))
-    engine.dispose()
-    return url
-
-
-test_db_url.__test__ = False  # a helper, not a test
-
-
-def build_study(tmp_path: Path, systems: dict[str, float] | None = None, reference: bool = True,
+def build_study(tmp_path: Path, url: str, systems: dict[str, float] | None = None, reference: bool = True,
                 name: str = "pilot", design: DesignConfig | None = None, utterances: int = 6):
-    """Generate WAVs, prepare and store a study; returns (database, workspace, prepared, folders)."""
+    """Generate WAVs, prepare and store a study in the database at `url` (the `db_url` fixture: SQLite or
+    PostgreSQL); returns (database, workspace, prepared, folders)."""
     systems = systems or {"xlsr53": 0.2, "mms-300m": 0.8}
     all_systems = ({"natural": 0.5} if reference else {}) | systems
     folders = make_system_folders(tmp_path / "wavs", all_systems, utterances=utterances)
@@ -68,7 +49,7 @@ def build_study(tmp_path: Path, systems: dict[str, float] | None = None, referen
         name, [(n, str(folders[n])) for n in systems], ("natural", str(folders["natural"])) if reference else None,
         workspace=ws, design=design or DesignConfig(target_ratings=4, trials_per_block=4, seed=3), progress=False,
     )
-    database = open_database(test_db_url(tmp_path))
+    database = open_database(url)
     with database.session() as session:
         create_study(session, prepared.name, prepared.protocol, prepared.design, prepared.settings,
                      str(prepared.stimuli_dir), prepared.sample_rate, [SystemRecord(**s) for s in prepared.systems],

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
-from app_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, served_app
+from app_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, WAIT_SECONDS, served_app
 from sqlalchemy import select
 
 pytestmark = [
@@ -17,6 +16,8 @@ pytestmark = [
                        "(apt-get install -y chromium)"),
 ]
 sync_api = pytest.importorskip("playwright.sync_api")
+# Every wait is on a condition in the page; the deadline only bounds a hang (a loaded 2-core machine is slow).
+WAIT_MS = int(WAIT_SECONDS * 1000)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,7 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                   device_scale_factor=2)
     page = context.new_page()
+    page.set_default_timeout(WAIT_MS)  # clicks and fills wait for their element as long as the waits do
     seen: list[tuple[str, dict, bytes]] = []
 
     def keep(response) -> None:
@@ -72,14 +74,14 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
 
     page.on("response", keep)
     page.goto(f"{app['base']}/?invite={app['invite']}")
-    page.wait_for_selector("#obt-profile", state="visible", timeout=30000)
+    page.wait_for_selector("#obt-profile", state="visible", timeout=WAIT_MS)
     assert not page.locator("#obt-tabs .tab-wrapper").is_visible()  # a rater's link shows only the Rate tab
     page.locator("#obt-native input[value='Yes']").check()
     page.locator("#obt-linguist input[value='No']").check()
     page.locator("#obt-languages textarea, #obt-languages input").first.fill("pt-BR")
     page.locator("#obt-consent input").check()
     page.locator("#obt-continue").click()
-    page.wait_for_selector("#obt-trial", state="visible", timeout=30000)
+    page.wait_for_selector("#obt-trial", state="visible", timeout=WAIT_MS)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling on a phone
     counters = []
     for _ in range(12):
@@ -89,12 +91,12 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
         counters.append(counter)
         # nothing to submit before listening
         page.wait_for_function("() => { const b = document.querySelector('#obt-submit'); return !!b && b.disabled; }",
-                               timeout=5000)
+                               timeout=WAIT_MS)
         for slot in "AB":
             page.locator(f"button.obt-play[data-slot='{slot}']").tap()
-            page.wait_for_selector(f"button.obt-play.obt-played[data-slot='{slot}']", timeout=15000)
+            page.wait_for_selector(f"button.obt-play.obt-played[data-slot='{slot}']", timeout=WAIT_MS)
         page.wait_for_function("() => { const b = document.querySelector('#obt-submit'); return !!b && !b.disabled; }",
-                               timeout=15000)
+                               timeout=WAIT_MS)
         page.locator("#obt-score-a input[value='4']").check()
         page.locator("#obt-score-b input[value='2']").check()
         page.locator("#obt-submit").tap()
@@ -103,8 +105,8 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
             " if (d && d.offsetParent !== null) return true;"
             " const c = document.querySelector('#obt-counter');"
             " return !!c && /Trial [0-9]+ of [0-9]+/.test(c.innerText) && !c.innerText.includes(before); }",
-            arg=counter, timeout=15000)
-    page.wait_for_selector("#obt-done", state="visible", timeout=15000)
+            arg=counter, timeout=WAIT_MS)
+    page.wait_for_selector("#obt-done", state="visible", timeout=WAIT_MS)
     code = re.search(r"[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}", page.locator("#obt-done").inner_text())
     assert code, page.locator("#obt-done").inner_text()
     total = int(re.search(r"of (\d+)", counters[0]).group(1))
@@ -135,22 +137,24 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
 
 def _open_admin(browser, base):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(WAIT_MS)
     page.goto(base)
     page.get_by_role("tab", name="Admin").click()
     page.locator("#obt-password input").fill(PASSWORD)
     page.locator("#obt-login-btn").click()
-    page.wait_for_selector("#obt-admin-panel", state="visible", timeout=30000)
+    page.wait_for_selector("#obt-admin-panel", state="visible", timeout=WAIT_MS)
     return page
 
 
 def test_a_researcher_logs_in_launches_a_job_and_sees_it_finish(app, browser):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(WAIT_MS)
     page.goto(app["base"])
     page.get_by_role("tab", name="Admin").click()
     page.locator("#obt-password input").fill("wrong")
     page.locator("#obt-login-btn").click()
     page.wait_for_function("() => document.querySelector('#obt-admin-status').innerText.includes('wrong password')",
-                           timeout=15000)
+                           timeout=WAIT_MS)
     assert not page.locator("#obt-admin-panel").is_visible()
     page.close()
 
@@ -159,7 +163,7 @@ def test_a_researcher_logs_in_launches_a_job_and_sees_it_finish(app, browser):
     kind.click()
     page.get_by_role("option", name="extract").click()
     page.wait_for_function("() => document.querySelector('#obt-job-params').innerText.includes('encoder')",
-                           timeout=15000)
+                           timeout=WAIT_MS)
     editor = page.locator("#obt-job-params .cm-content")
     editor.click()
     page.keyboard.press("Control+A")
@@ -167,18 +171,16 @@ def test_a_researcher_logs_in_launches_a_job_and_sees_it_finish(app, browser):
     editor.fill('{"corpus": "demo", "encoder": "mfcc"}')
     page.locator("#obt-launch").click()
     page.wait_for_function("() => document.querySelector('#obt-admin-status').innerText.includes('queued')",
-                           timeout=15000)
-    started = time.monotonic()
+                           timeout=WAIT_MS)
     page.wait_for_function(
         "() => [...document.querySelectorAll('#obt-jobs [role=row]')].some(r => {"
         " const cells = r.innerText.split('\\n').map(x => x.trim()).filter(x => x);"
-        " return cells[1] === 'extract' && cells[2] === 'done'; })", timeout=90000)
-    assert time.monotonic() - started < 90
+        " return cells[1] === 'extract' && cells[2] === 'done'; })", timeout=WAIT_MS)
     page.locator("#obt-jobs [role=row]", has_text="extract").first.get_by_text("extract", exact=True).click()
     page.wait_for_function("() => document.querySelector('#obt-job-log textarea').value.includes('job finished')",
-                           timeout=15000)
+                           timeout=WAIT_MS)
     page.wait_for_function("() => document.querySelector('#obt-job-info').innerText.includes('stores')",
-                           timeout=15000)  # the artifacts
+                           timeout=WAIT_MS)  # the artifacts
     store = Path(app["ws"].root) / "features" / "demo" / "mfcc" / "L-"
     assert (store / "index.parquet").exists()
     page.close()
@@ -189,9 +191,9 @@ def test_results_and_csv_export_show_the_ratings_to_researchers_only(app, browse
     page.get_by_role("tab", name="Results").click()
     page.get_by_role("button", name="Refresh list").click()
     page.wait_for_function("() => document.querySelector('#obt-results-study input').value === 'pilot'",
-                           timeout=15000)
+                           timeout=WAIT_MS)
     page.locator("#obt-results-show").click()
-    page.wait_for_selector("#obt-results-links a", timeout=60000)
+    page.wait_for_selector("#obt-results-links a", timeout=WAIT_MS)
     assert "MOS per system" in page.locator("#obt-results-tables").inner_text()
     href = page.locator("#obt-results-links a").first.get_attribute("href")
     with page.expect_download() as info:

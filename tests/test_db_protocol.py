@@ -26,9 +26,9 @@ from obt_eval.study.loudness import integrated_loudness
 
 
 @pytest.fixture
-def study_db(tmp_path):
-    """A study of natural + xlsr53 + mms-300m over 6 utterances, stored in SQLite (or $OBT_EVAL_TEST_DB)."""
-    database, ws, prepared, folders = build_study(tmp_path)
+def study_db(tmp_path, db_url):
+    """A study of natural + xlsr53 + mms-300m over 6 utterances, stored in SQLite and in PostgreSQL."""
+    database, ws, prepared, folders = build_study(tmp_path, db_url)
     yield database, ws, prepared, folders
     database.dispose()
 

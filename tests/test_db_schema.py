@@ -7,7 +7,6 @@ import datetime as dt
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
-from study_helpers import test_db_url
 
 from db import open_database
 from db.engine import database_url
@@ -15,8 +14,8 @@ from db.migrate import current_revision, upgrade_to_head
 from db.models import Base, Job
 
 
-def test_migration_matches_models_and_is_idempotent(tmp_path):
-    database = open_database(test_db_url(tmp_path))
+def test_migration_matches_models_and_is_idempotent(db_url):
+    database = open_database(db_url)
     upgrade_to_head(database.engine)  # a second upgrade is a no-op
     assert current_revision(database.engine) == "0001"
     with database.engine.connect() as conn:
@@ -42,8 +41,8 @@ def test_url_selection(tmp_path, monkeypatch):
     assert database_url(tmp_path, "sqlite:///explicit.db") == "sqlite:///explicit.db"
 
 
-def test_jobs_table_round_trip(tmp_path):
-    database = open_database(test_db_url(tmp_path))
+def test_jobs_table_round_trip(db_url):
+    database = open_database(db_url)
     start = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.UTC)
     with database.session() as session:
         session.add(Job(kind="train-vocoder", params={"units": "u1", "steps": 10}, log_path="/tmp/log",

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
 
 import pytest
+from app_helpers import WAIT_SECONDS
 from huey import RedisHuey, SqliteHuey
+from servers import require_module
 
 from obt_eval.errors import BadInputError
 from obt_eval_cli.main import run
@@ -28,7 +29,7 @@ def test_default_queue_is_a_sqlite_file_in_the_workspace(workspace, monkeypatch)
 
 
 def test_redis_queue_url_selects_redis(workspace, monkeypatch):
-    pytest.importorskip("redis")
+    require_module("redis", "redis")
     monkeypatch.setenv("OBT_EVAL_QUEUE_URL", "redis://queue.invalid:6379/0")
     huey = make_huey(queue_url(workspace))  # building the client does not connect
     assert isinstance(huey, RedisHuey)
@@ -36,8 +37,18 @@ def test_redis_queue_url_selects_redis(workspace, monkeypatch):
         make_huey("amqp://somewhere")
 
 
+def test_a_real_redis_queue_carries_job_ids(redis_url):
+    huey = make_huey(redis_url)
+    assert isinstance(huey, RedisHuey)
+    huey._obt_eval_task(7)
+    huey._obt_eval_task(8)
+    assert huey.pending_count() == 2
+    assert [huey.dequeue().args for _ in range(2)] == [(7,), (8,)]  # first in, first out
+    assert huey.pending_count() == 0
+
+
 def test_unreachable_queue_fails_the_job_visibly(workspace, monkeypatch):
-    pytest.importorskip("redis")
+    require_module("redis", "redis")
     monkeypatch.setenv("OBT_EVAL_QUEUE_URL", "redis://127.0.0.1:1/0")
     with pytest.raises(BadInputError, match="could not be queued"):
         jobs.submit("selftest", {}, workspace)
@@ -56,18 +67,19 @@ def _busy_database(path):
 def test_snapshot_is_a_consistent_sqlite_file_while_the_app_writes(tmp_path):
     db = tmp_path / "live.db"
     con = _busy_database(db)
-    stop = threading.Event()
+    stop, wrote = threading.Event(), threading.Event()
 
     def writer() -> None:
         w = sqlite3.connect(db, timeout=10)
         while not stop.is_set():
             w.execute("INSERT INTO ratings (score) VALUES (3)")
             w.commit()
+            wrote.set()
         w.close()
 
     thread = threading.Thread(target=writer)
     thread.start()
-    time.sleep(0.2)
+    assert wrote.wait(WAIT_SECONDS)  # the app is writing
     try:
         out = snapshot(db, tmp_path / "snap" / "copy.db")
     finally:
@@ -113,3 +125,13 @@ def test_backup_cli_snapshots_the_workspace_database(workspace, capsys):
     assert summary["uploaded"] is None
     with pytest.raises(BadInputError, match="pg_dump"):
         backup_once("postgresql://x/y", workspace.root)
+
+
+def test_a_failed_upload_is_a_clear_error_and_keeps_the_snapshot(workspace, capsys, monkeypatch):
+    jobs.submit("selftest", {}, workspace, enqueue=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as without network: the Hub client refuses to connect
+    assert run(["backup", "--repo", "org/obt-eval-db"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "uploading it to org/obt-eval-db failed" in err, err
+    assert "Traceback" not in err and "what to do:" in err
+    assert (workspace.root / "backups" / "obt_eval-snapshot.db").exists()

@@ -230,7 +230,8 @@ def test_cli_segment_json_summary_and_bad_options(clean_demo, demo_ids, tmp_path
     assert run(["ingest", str(folder), "--name", "d", "--phones-at-cuts", "keep"]) == 2
 
 
-def test_the_ingest_job_takes_the_segment_options(clean_demo, demo_ids, tmp_path, workspace):
+def test_the_ingest_job_takes_the_segment_options(clean_demo, demo_ids, tmp_path, workspace, monkeypatch):
+    from pipelines.params import ENV_DATA_ROOTS
     from pipelines.steps import parse, run_ingest
 
     folder = tmp_path / "in"
@@ -246,8 +247,9 @@ def test_the_ingest_job_takes_the_segment_options(clean_demo, demo_ids, tmp_path
         def log(self, message):
             pass
 
+    monkeypatch.setenv(ENV_DATA_ROOTS, str(folder))  # recordings outside the workspace must be declared
     params = parse("ingest", {"audio_dir": str(folder), "name": "job", "segment": "true", "segment_max": "6",
-                              "vad": "energy"})
+                              "vad": "energy"}, workspace)
     assert params.segment is True and params.segment_max == 6.0
     result = run_ingest(params, Ctx(workspace))
     assert result["report"]["segmentation"]["segmented_files"] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-from study_helpers import make_system_folders, simulate_raters, test_db_url
+from study_helpers import make_system_folders, simulate_raters
 from typer.testing import CliRunner
 
 from db import open_database
@@ -18,9 +18,9 @@ def _run(args: list[str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_create_rate_results_export_stats_agree(tmp_path):
+def test_create_rate_results_export_stats_agree(tmp_path, db_url):
     folders = make_system_folders(tmp_path / "wavs", {"xlsr53": 0.1, "mms-300m": 0.7}, utterances=8)
-    url = test_db_url(tmp_path)
+    url = db_url
     common = ["--workspace", str(tmp_path / "ws"), "--db", url]
     created = _run(["study", "create", "--name", "demo", "--system", f"xlsr53={folders['xlsr53']}",
                     "--system", f"mms-300m={folders['mms-300m']}", "--target-ratings", "6", "--block-size", "8",

@@ -70,17 +70,20 @@ def create_app(config: AppConfig) -> FastAPI:
     )
 
 
-def start_background(config: AppConfig) -> None:
-    """The local worker (unless disabled) and the periodic database backup (when configured)."""
-    if config.start_worker:
-        from pipelines.worker import start_local_worker
+def start_background(config: AppConfig):  # noqa: ANN201 — pipelines.worker.LocalWorkerWatchdog | None
+    """The local worker, kept running by a watchdog (unless disabled), and the periodic database backup.
 
-        pid = start_local_worker(config.workspace, config.worker_slots)
-        log.info("job worker: %s", f"started (pid {pid})" if pid else "already running")
+    Returns the watchdog (None when the app starts no worker), so a caller can stop watching."""
+    watchdog = None
+    if config.start_worker:
+        from pipelines.worker import LocalWorkerWatchdog
+
+        watchdog = LocalWorkerWatchdog(config.workspace, config.worker_slots).start()
     if config.backup_repo:
         from pipelines.backup import backup_loop
 
         threading.Thread(target=backup_loop, args=(config,), daemon=True, name="obt-eval-backup").start()
+    return watchdog
 
 
 def serve(config: AppConfig) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 from obt_eval.atomic import read_json
 from obt_eval.audio import load_16k
 from obt_eval.errors import NotFoundError
-from obt_eval.workspace import Workspace
+from obt_eval.workspace import Workspace, is_safe_name
 
 MANIFEST_COLUMNS = [
     "id", "audio_path", "source_path", "num_samples", "duration", "num_frames",
@@ -50,7 +50,7 @@ class Corpus:
     def open(cls, name_or_path: str | os.PathLike, workspace: Workspace | None = None) -> Corpus:
         """Open by name (in the workspace) or by the corpus folder's path."""
         candidate = Path(name_or_path)
-        if not (candidate / "manifest.parquet").exists():
+        if not (candidate / "manifest.parquet").exists() and is_safe_name(str(name_or_path)):
             candidate = (workspace or Workspace.at()).corpus_dir(str(name_or_path))
         if not (candidate / "manifest.parquet").exists():
             raise NotFoundError(

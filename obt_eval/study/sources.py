@@ -10,7 +10,7 @@ from pathlib import Path
 import soundfile as sf
 
 from obt_eval.errors import BadInputError
-from obt_eval.workspace import Workspace, check_name
+from obt_eval.workspace import Workspace, check_name, is_safe_name
 
 RESERVED_SYSTEMS = ("anchor",)
 ROLE_TEST, ROLE_REFERENCE, ROLE_ANCHOR = "test", "reference", "anchor"
@@ -43,7 +43,7 @@ def resolve_directory(directory: str | os.PathLike, workspace: Workspace | None)
     path = Path(directory)
     if path.is_dir():
         return path
-    if workspace is not None and workspace.stimuli_dir(str(directory)).is_dir():
+    if workspace is not None and is_safe_name(str(directory)) and workspace.stimuli_dir(str(directory)).is_dir():
         return workspace.stimuli_dir(str(directory))
     raise BadInputError(f"no folder {directory}", "give a folder of WAV files (one per utterance, named by its id)")
 
