@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from mms_helpers import add_noise, make_corpus, system_folder, tone
 from safetensors.torch import load_file
 
-from mms_helpers import add_noise, make_corpus, system_folder, tone
 from obt_eval.errors import BadInputError, NotFoundError
 from obt_eval.mms import asr as asr_module
 from obt_eval.mms.asr import ErrorCounts, SpeechRecognizer, cer, edit_distance, normalise_text, wer

@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 import pytest
-
 from mms_helpers import make_corpus, tone
+
 from obt_eval.atomic import read_json
 from obt_eval.corpus import Corpus
 from obt_eval.errors import BadInputError, NotFoundError

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-
 from mms_helpers import make_corpus, system_folder, tone
+
 from obt_eval.errors import BadInputError
 from obt_eval.integrity import file_checksum, verify_files
 from obt_eval.mms.toy import make_tts
