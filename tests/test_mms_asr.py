@@ -66,6 +66,12 @@ def test_language_without_adapter_is_explained_and_closest_can_be_chosen(ctc):
         SpeechRecognizer(str(ctc), device="cpu")
 
 
+def test_macrolanguage_member_adapter_is_used(tmp_path):
+    path = make_ctc(tmp_path / "ctc", ["por", "gug"])
+    rec = SpeechRecognizer(str(path), "gn", device="cpu")  # gn -> grn, a macrolanguage whose member gug exists
+    assert rec.lang == "grn" and rec.adapter == "gug"
+
+
 def test_plain_ctc_checkpoint_and_missing_checkpoint(tmp_path):
     plain = make_plain_ctc(tmp_path / "plain")
     rec = SpeechRecognizer(str(plain), device="cpu")

@@ -24,7 +24,7 @@ import torch
 from obt_eval.errors import BadInputError
 from obt_eval.frames import SAMPLE_RATE
 from obt_eval.mms.hub import MMS_LICENCE, load_or_explain, pick_device, revision_of
-from obt_eval.mms.languages import to_iso639_3
+from obt_eval.mms.languages import accepted_codes, to_iso639_3
 
 DEFAULT_ASR_MODEL = "facebook/mms-1b-all"
 CHUNK_SECONDS = 30.0
@@ -128,6 +128,10 @@ class SpeechRecognizer:
             if not wanted:
                 raise BadInputError(f"{self.source} has language adapters and needs a language",
                                     "pass --lang with an ISO 639-3 code (e.g. por)")
+            if self.languages and wanted not in self.languages and adapter is None:
+                # a macrolanguage and its members are one language (grn Guarani ~ gug Paraguayan Guarani)
+                same = sorted(accepted_codes(wanted) & set(self.languages))
+                wanted = same[0] if same else wanted
             if self.languages and wanted not in self.languages:
                 raise BadInputError(
                     f"{self.source} has no adapter for {wanted!r} ({len(self.languages)} adapters: "

@@ -25,6 +25,7 @@ from obt_eval.corpus.manifest import Corpus
 from obt_eval.errors import ObtEvalError
 from obt_eval.integrity import file_checksum
 from obt_eval.mms.asr import ErrorCounts, SpeechRecognizer
+from obt_eval.mms.languages import same_language
 from obt_eval.provenance import provenance
 from obt_eval.quality.annotate import audio_fingerprint
 from obt_eval.quality.clips import read_clips
@@ -136,7 +137,7 @@ def score_system(stimuli_dir: str | os.PathLike, recognizer: SpeechRecognizer, *
         "system_name": clips.system, "stimuli": str(clips.directory.resolve()), "corpus": corp.name,
         **recognizer.describe(), "lang": wanted or lang,
         "adapter_matches_language": None if recognizer.adapter is None or wanted is None
-        else recognizer.adapter == wanted,
+        else same_language(recognizer.adapter, wanted),
         "normalisation": NORMALISATION, "clips": rows, "system": system, "problems": problems,
         "provenance": provenance(),
     }
