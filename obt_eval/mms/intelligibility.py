@@ -90,7 +90,8 @@ def score_system(stimuli_dir: str | os.PathLike, recognizer: SpeechRecognizer, *
     transcripts = _transcripts(corp)
     log = ResumeLog(clips.directory / ".intelligibility-progress.jsonl", _asr_key(recognizer))
     rows = []
-    resynth, original, agreement = ErrorCounts(), ErrorCounts(), ErrorCounts()
+    # `paired` = the resynthesis counts over the clips whose original was transcribed too: dCER compares like sets
+    resynth, paired, original, agreement = ErrorCounts(), ErrorCounts(), ErrorCounts(), ErrorCounts()
     for uid in tqdm(ids, desc=f"asr {clips.system}", unit="clip", disable=not progress):
         path = clips.clips[uid]
         try:
@@ -116,6 +117,7 @@ def score_system(stimuli_dir: str | os.PathLike, recognizer: SpeechRecognizer, *
                 theirs = ErrorCounts.of(reference, orig_hyp)
                 row.update(original_cer=_rate(theirs.cer), original_wer=_rate(theirs.wer))
                 original = original + theirs
+                paired = paired + mine
         if orig_hyp is not None:
             vs = ErrorCounts.of(orig_hyp, hypothesis)
             row.update(cer_vs_original=_rate(vs.cer), wer_vs_original=_rate(vs.wer))
@@ -129,7 +131,7 @@ def score_system(stimuli_dir: str | os.PathLike, recognizer: SpeechRecognizer, *
         "cer": _rate(resynth.cer), "wer": _rate(resynth.wer),
         "original_cer": _rate(original.cer), "original_wer": _rate(original.wer),
         "cer_vs_original": _rate(agreement.cer), "wer_vs_original": _rate(agreement.wer),
-        "dcer": delta(resynth.cer, original.cer), "dwer": delta(resynth.wer, original.wer),
+        "dcer": delta(paired.cer, original.cer), "dwer": delta(paired.wer, original.wer),
         "n": len(rows), "n_with_transcript": sum(r["reference_text"] is not None for r in rows),
     }
     wanted = recognizer.lang
