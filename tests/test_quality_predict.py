@@ -116,3 +116,33 @@ def test_predict_mos_cli(systems, capsys):
     with pytest.raises(SystemExit) as e:
         cli_main(["predict-mos", "--stimuli", str(systems["clean"]), "--judges", "utmosv2"])
     assert e.value.code == 2
+
+
+class LoudnessJudge:
+    """A transparent judge (RMS level in dB) to check the per-clip/per-system bookkeeping exactly."""
+
+    name = "rms"
+    columns = ("rms_db",)
+
+    def describe(self):
+        return {"model": "rms", "revision": "1"}
+
+    def score(self, wave):
+        return {"rms_db": float(20 * np.log10(np.sqrt(np.mean(wave**2)) + 1e-12))}
+
+
+def test_system_means_and_missing_clips_are_reported(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "sys"
+    folder.mkdir()
+    levels = {"a": 0.1, "b": 0.3}
+    for uid, amp in levels.items():
+        sf.write(folder / f"{uid}.wav", (amp * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+    pd.DataFrame({"id": ["a", "b", "c"], "file": ["a.wav", "b.wav", "c.wav"]}).to_csv(folder / "stimuli.csv",
+                                                                                       index=False)
+    result = predict_system(folder, [LoudnessJudge()], progress=False)
+    assert [c["utterance"] for c in result["clips"]] == ["a", "b"]
+    assert [p["id"] for p in result["problems"]] == ["c"] and "missing" in result["problems"][0]["problem"]
+    expected = np.mean([20 * np.log10(a / np.sqrt(2)) for a in levels.values()])
+    assert result["system"]["rms_db"] == pytest.approx(expected, abs=0.05) and result["system"]["n"] == 2

@@ -83,8 +83,8 @@ def score_system(stimuli_dir: str | os.PathLike, recognizer: SpeechRecognizer, *
     corp = clips.corpus(corpus, workspace)
     known = set(corp.ids)
     ids = [u for u in clips.clips if u in known]
-    problems = [{"id": u, "problem": f"utterance is not in corpus {corp.name!r}"} for u in clips.clips
-                if u not in known]
+    problems = list(clips.missing) + [{"id": u, "problem": f"utterance is not in corpus {corp.name!r}"}
+                                      for u in clips.clips if u not in known]
     originals, more = original_hypotheses(recognizer, corp, ids, progress)
     problems += more
     transcripts = _transcripts(corp)

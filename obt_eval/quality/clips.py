@@ -24,6 +24,7 @@ class SystemClips:
     system: str
     clips: dict[str, Path]
     meta: dict = field(default_factory=dict)
+    missing: list[dict] = field(default_factory=list)  # listed in stimuli.csv, file absent: reported
 
     def corpus(self, corpus: Corpus | str | None = None, workspace: Workspace | None = None,
                required: bool = True) -> Corpus | None:
@@ -53,13 +54,16 @@ def read_clips(directory: str | os.PathLike, workspace: Workspace | None = None)
                                                       "folder of <utterance id>.wav files")
     meta = read_json(folder / "stimuli.json") if (folder / "stimuli.json").exists() else {}
     clips: dict[str, Path] = {}
+    missing: list[dict] = []
     if (folder / "stimuli.csv").exists():
         table = pd.read_csv(folder / "stimuli.csv", dtype={"id": str})
         for row in table.itertuples(index=False):
             if (folder / str(row.file)).exists():
                 clips[str(row.id)] = folder / str(row.file)
+            else:
+                missing.append({"id": str(row.id), "problem": f"{row.file} is listed in stimuli.csv but missing"})
     else:
         clips = {p.stem: p for p in sorted(folder.glob("*.wav"))}
     if not clips:
         raise BadInputError(f"no WAV clips in {folder}", "point --stimuli at a folder of <utterance id>.wav files")
-    return SystemClips(folder, str(meta.get("system") or folder.name), clips, meta)
+    return SystemClips(folder, str(meta.get("system") or folder.name), clips, meta, missing)

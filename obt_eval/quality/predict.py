@@ -81,7 +81,7 @@ def predict_system(stimuli_dir: str | os.PathLike, judges: list, *, workspace: W
     clips = read_clips(stimuli_dir, workspace)
     logs = {j.name: ResumeLog(clips.directory / ".predicted-mos-progress.jsonl",
                               {"judge": j.name, **j.describe()}) for j in judges}
-    rows, problems = [], []
+    rows, problems = [], list(clips.missing)
     columns = [c for j in judges for c in j.columns]
     for uid, path in tqdm(clips.clips.items(), desc=f"predict-mos {clips.system}", unit="clip",
                           disable=not progress):
