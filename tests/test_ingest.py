@@ -225,7 +225,7 @@ def ingest_module_umask() -> int:
 @pytest.mark.parametrize("name, content, kind", [
     ("meta.json", b'{"utterances": [{"id": "utt00", "speaker": "secret-speaker-name"}]}\n', "JSON"),
     ("meta.xlsx", b"PK\x03\x04secret-speaker-name" + bytes(range(256)), "spreadsheet"),
-    ("meta.csv", "secret-speaker-name said: the password is hunter2\n".encode(), "single field"),
+    ("meta.csv", b"secret-speaker-name said: the password is hunter2\n", "single field"),
     ("meta.txt", b"secret-speaker-name, hunter2 is the password, see you soon\n", "do not look like column names"),
 ])
 def test_a_non_csv_metadata_file_is_described_not_quoted(tmp_path, workspace, name, content, kind):

@@ -67,8 +67,9 @@ def check_finite(step: int, losses: dict[str, float], checkpoint_step: int | Non
         raise TrainingDivergedError(
             f"training diverged at step {step}: {', '.join(f'{n} = {losses[n]}' for n in bad)}; "
             f"the run stopped without saving ({kept})",
-            "lower the learning rate (--lr or a smaller preset) or check the training audio for clipped or "
-            "silent files; re-running resumes from the last good checkpoint",
+            "resuming repeats the same steps exactly, so look for the cause: a broken training file (NaN, "
+            "clipped or empty audio) or settings that are too aggressive (start over with another --preset or "
+            "--batch-size and --overwrite)",
         )
 
 
@@ -125,7 +126,13 @@ def _check_existing(out_dir: Path, cfg: VocoderConfig, meta: dict) -> dict | Non
 
 
 def _compute_f0(utts: list[Utterance], cache: Path, progress: bool) -> dict[str, np.ndarray]:
-    cached = dict(np.load(cache)) if cache.exists() else {}
+    cached: dict[str, np.ndarray] = {}
+    if cache.exists():
+        try:
+            with np.load(cache) as z:
+                cached = {key: z[key] for key in z.files}
+        except Exception:  # a damaged cache (BadZipFile, truncation…) is recomputed, not fatal
+            cached = {}
     out = {}
     for utt in tqdm(utts, desc="F0", unit="utt", disable=not progress, leave=False):
         values = cached.get(utt.uid)
