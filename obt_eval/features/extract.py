@@ -170,7 +170,8 @@ def extract_features(
     total_seconds = sum(lengths[u] for i in todo for u in shards[i]) / SAMPLE_RATE
     # counted in frames (exact integers, shown as seconds): the bar ends at 100 %, not at a rounded 99 %
     bar = tqdm(total=sum(num_frames(lengths[u]) for i in todo for u in shards[i]), unit="s audio",
-               unit_scale=1 / FRAME_RATE, desc=f"extract {encoder.name}", disable=not progress)
+               unit_scale=1 / FRAME_RATE, desc=f"extract {encoder.name}", disable=not progress,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}, {rate_fmt}]")
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, opts.workers)) as readers, ThreadPoolExecutor(1) as writer_pool:
         pending_writes: list[Future] = []

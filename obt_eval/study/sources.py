@@ -85,7 +85,7 @@ def scan_system(name: str, directory: str | os.PathLike, role: str = ROLE_TEST,
         expected = recorded.get(path.relative_to(folder).as_posix())
         if expected is not None:
             verify_file(path, expected, f"re-run the `obt-eval synthesize` command that wrote {folder} (same "
-                                        "options): it re-synthesizes damaged clips")
+                                        "options): it re-synthesizes damaged or missing clips")
     if not source.files:
         raise BadInputError(f"no readable WAV files in {folder} for system {name!r}",
                             "point NAME=DIR at a folder of .wav files named by utterance id")

@@ -343,5 +343,5 @@ def synthesize_units(
             f"no utterance could be synthesized ({len(report.problems)} problem(s)); first: {first['id']}: "
             f"{first['problem']}",
             f"every problem is listed in {out_dir / STIMULI_SIDECAR}; silent output usually means an undertrained "
-            "vocoder (train more steps) or units it was not trained on")
+            "vocoder (train more steps) or units it was not trained on; --max-gain-db raises the gain limit")
     return report
