@@ -66,7 +66,8 @@ def unit_metrics(
         "features": units.meta.get("features"), "features_hash": units.meta.get("features_hash"),
         "not_computed": {},
     }
-    corpus = _open_corpus(units.corpus, ws)
+    # by name in this workspace, else by the folder the units recorded (units made elsewhere)
+    corpus = _open_corpus(units.corpus, ws) or _open_corpus(units.meta.get("corpus_path", ""), ws)
     if corpus is None:
         out["not_computed"]["bitrate"] = "the corpus is unavailable (bitrate divides by its audio durations)"
     else:
