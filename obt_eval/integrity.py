@@ -14,6 +14,7 @@ unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -41,6 +42,26 @@ def file_checksum(path: str | os.PathLike) -> str:
         while block := handle.read(_BLOCK):
             digest.update(block)
     return f"{ALGORITHM}:{digest.hexdigest()}"
+
+
+class HashingWriter:
+    """A binary file wrapper that hashes what is written through it: the checksum of a file as it is
+    written (``np.save(HashingWriter(f), array)``), with no second read of the bytes."""
+
+    def __init__(self, handle):
+        self._handle = handle
+        self._digest = hashlib.new(ALGORITHM)
+
+    def write(self, data) -> int:
+        self._digest.update(data)
+        return self._handle.write(data)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    @property
+    def checksum(self) -> str:
+        return f"{ALGORITHM}:{self._digest.hexdigest()}"
 
 
 def checksums(folder: str | os.PathLike, names: Iterable[str]) -> dict[str, str]:
@@ -89,3 +110,17 @@ def verify_files(folder: str | os.PathLike, recorded: Mapping[str, str] | None, 
     folder = Path(folder)
     for name, expected in (recorded or {}).items():
         verify_file(folder / name, expected, hint)
+
+
+def read_sidecar(path: str | os.PathLike, hint: str | None = None) -> dict:
+    """A sidecar's JSON; a torn or overwritten sidecar raises `CorruptArtifactError`, not a raw JSON error."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptArtifactError(path, "the file is missing", hint) from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CorruptArtifactError(path, f"it is not valid JSON ({type(exc).__name__})", hint) from None
+    if not isinstance(data, dict):
+        raise CorruptArtifactError(path, "it does not hold a JSON object", hint)
+    return data

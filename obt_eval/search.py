@@ -28,7 +28,13 @@ from obt_eval.errors import BadInputError, ObtEvalError
 from obt_eval.features.store import FeatureStore
 from obt_eval.frames import frame_center
 from obt_eval.metrics.abx import AbxConfig, StoreSource, abx_context_fallback
-from obt_eval.metrics.unit_quality import bitrate, frame_phone_table, purity_with_baseline, silhouette
+from obt_eval.metrics.unit_quality import (
+    bitrate,
+    corpus_durations,
+    frame_phone_table,
+    purity_with_baseline,
+    silhouette,
+)
 from obt_eval.units.kmeans import KMeansConfig
 from obt_eval.units.learn import learn_units, sidecar_hash
 from obt_eval.workspace import Workspace, safe_name
@@ -127,11 +133,13 @@ def _phone_frames(alignments: pd.DataFrame, store: FeatureStore, ids: list[str])
     return np.concatenate(labels).astype(str), np.concatenate(frames), None
 
 
-def _units_scores(units, store: FeatureStore, items, alignments, cfg: SearchConfig) -> dict:
+def _units_scores(units, store: FeatureStore, items, alignments, durations: dict[str, float],
+                  cfg: SearchConfig) -> dict:
     seqs = {u: units.get(u) for u in units.ids}
     out: dict = {"inertia": units.meta.get("inertia"), "heldout_inertia": units.meta.get("heldout_inertia")}
     errors: dict = {}
-    out.update({k: v for k, v in bitrate(seqs.values()).items() if k in ("bitrate", "bitrate_dedup")})
+    rates = _safe(lambda: bitrate(seqs, durations), errors, "bitrate") or {}
+    out.update({k: v for k, v in rates.items() if k in ("bitrate", "bitrate_dedup")})
     if alignments is not None:
         res = _safe(lambda: frame_phone_table(alignments, seqs), errors, "pnmi")
         if res is not None:
@@ -201,7 +209,7 @@ def search_layers(
                    "features": str(store.path), "features_hash": sidecar_hash(store.path)}
             try:
                 learned = learn_units(store, kcfg, workspace=ws, progress=False)
-                row.update(_units_scores(learned.units, store, items, alignments, cfg))
+                row.update(_units_scores(learned.units, store, items, alignments, corpus_durations(corp), cfg))
                 row.update({"units": str(learned.units.path), "units_hash": sidecar_hash(learned.units.path)})
             except ObtEvalError as exc:
                 row["units_errors"] = {"kmeans": str(exc).splitlines()[0]}

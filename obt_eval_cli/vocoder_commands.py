@@ -159,6 +159,9 @@ def register(app: typer.Typer) -> None:
         pad_ms: Annotated[float, typer.Option("--pad-ms", help="Silence added at both ends after trimming.")] = 150.0,
         trim_db: Annotated[float, typer.Option("--trim-db", help="Trim edges quieter than peak minus this.")] = 40.0,
         no_trim: Annotated[bool, typer.Option("--no-trim", help="Keep edge silence (still pads).")] = False,
+        max_gain_db: Annotated[float, typer.Option(
+            "--max-gain-db", help="Refuse (report, do not write) a clip needing more gain than this to reach "
+                                  "--loudness: near-silent output.")] = 30.0,
         batch_size: Annotated[int, typer.Option("--batch-size", help="Utterances per generator call.")] = 16,
         system: Annotated[str | None, typer.Option("--system", help="System name in tables (default: folder).")] = None,
         precision: Annotated[str, typer.Option("--precision", help="auto (GPU bf16, CPU fp32), fp32, bf16.")] = "auto",
@@ -184,13 +187,18 @@ def register(app: typer.Typer) -> None:
             id_sel = [line.strip() for line in path.read_text().splitlines() if line.strip()]
         vocoder_name = vocoder.resolve().name if vocoder.is_dir() else vocoder.resolve().parent.name
         out_dir = out or w.stimuli_dir(vocoder_name + ("-dedup" if dedup else ""))
-        policy = OutputPolicy(loudness_lufs=loudness, trim=not no_trim, trim_db=trim_db, pad_ms=pad_ms)
+        policy = OutputPolicy(loudness_lufs=loudness, trim=not no_trim, trim_db=trim_db, pad_ms=pad_ms,
+                              max_gain_db=max_gain_db)
         result = synthesize_units(vocoder, units, out_dir, ids=id_sel, corpus=corpus, workspace=w,
                                   deduplicate=dedup, speaker=speaker, policy=policy, batch_size=batch_size,
                                   system=system, device=device, precision=precision)
         s = result.summary()
-        report(s, as_json, f"{s['written']} WAV(s) in {s['out']} ({s['skipped_existing']} already there, "
-                           f"{len(s['problems'])} problem(s)); {s['x_real_time']}x real time")
+        named = [f"  {p['id']}: {p['problem']}" for p in s["problems"][:20]]
+        if len(s["problems"]) > 20:
+            named.append(f"  ... and {len(s['problems']) - 20} more (all in {s['out']}/stimuli.json)")
+        head = (f"{s['written']} WAV(s) in {s['out']} ({s['skipped_existing']} already there, "
+                f"{len(s['problems'])} problem(s)); {s['x_real_time']}x real time")
+        report(s, as_json, "\n".join([head, *named]))
 
     @app.command("resynthesis-metrics")
     def metrics_cmd(

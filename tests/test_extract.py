@@ -181,3 +181,20 @@ def test_cli_extract_and_export_zerospeech_layout(tone_corpus, workspace, tmp_pa
         assert array.dtype == np.float32 and array.shape == (store.lengths()[f.stem], 39)
     assert run(["extract", "--corpus", "tones", "--encoder", "mfcc", "--layer", "3"]) == 2
     assert run(["extract", "--corpus", "nope", "--encoder", "mfcc"]) == 2
+
+
+def test_the_progress_bar_ends_at_100_percent(tone_corpus, workspace, monkeypatch):
+    import obt_eval.features.extract as ex
+
+    bars = []
+
+    class Recorded(ex.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(ex, "tqdm", Recorded)
+    extract_features(tone_corpus, "mfcc", None, workspace, progress=True)
+    (bar,) = bars
+    # the count covers every frame extracted, and nothing else: 100 %, not a rounded 98-99 %
+    assert bar.total > 0 and bar.n == bar.total

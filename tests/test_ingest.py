@@ -220,3 +220,18 @@ def ingest_module_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@pytest.mark.parametrize("name, content, kind", [
+    ("meta.json", b'{"utterances": [{"id": "utt00", "speaker": "secret-speaker-name"}]}\n', "JSON"),
+    ("meta.xlsx", b"PK\x03\x04secret-speaker-name" + bytes(range(256)), "spreadsheet"),
+    ("meta.csv", b"secret-speaker-name said: the password is hunter2\n", "single field"),
+    ("meta.txt", b"secret-speaker-name, hunter2 is the password, see you soon\n", "do not look like column names"),
+])
+def test_a_non_csv_metadata_file_is_described_not_quoted(tmp_path, workspace, name, content, kind):
+    write_tone_wavs(tmp_path / "m", durations=(1.0,))
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(BadInputError, match=kind) as info:
+        ingest(tmp_path / "m", "m", workspace, metadata=tmp_path / name, progress=False)
+    assert "secret" not in str(info.value) and "hunter2" not in str(info.value)
+    assert "CSV" in str(info.value)

@@ -89,6 +89,14 @@ def test_compare_writes_table_plots_and_traceable_sources(searched):
     sources = json.loads((res.out_dir / "sources.json").read_text())
     for row in sources["pnmi_vs_k.png"]:
         assert sidecar_hash(row["units"]) == row["units_hash"]  # every number names its artifact
+    # links are relative to the page: they resolve from its folder, wherever the workspace lives
+    import re
+    from urllib.parse import unquote
+
+    hrefs = re.findall(r'href="([^"]+)"', (res.out_dir / "table.html").read_text())
+    assert hrefs and not any(h.startswith(("file:", "/")) for h in hrefs)
+    for href in hrefs:
+        assert (res.out_dir / unquote(href)).exists(), href
     only = compare("demo", ws, ["mfcc"], out_dir=res.out_dir.parent / "only")
     assert list(only.summary["encoder"]) == ["mfcc"]
     with pytest.raises(NotFoundError, match="obt-eval search"):
@@ -114,6 +122,12 @@ def test_unit_metrics_on_search_units_and_crosslingual(searched):
         assert key in out, (key, out["not_computed"])
     assert out["sample_size"] == 500 and out["not_computed"] == {}
     assert out["bitrate_dedup"] < out["bitrate"]
+    # one bitrate definition: unit-metrics and search (hence compare) report the same number for the same units
+    row = results["mfcc"].rows.iloc[0]
+    assert out["bitrate"] == pytest.approx(row["bitrate"])
+    assert out["bitrate_dedup"] == pytest.approx(row["bitrate_dedup"])
+    durations = Corpus.open("demo", ws).manifest.set_index("id")["duration"]
+    assert out["seconds"] == pytest.approx(float(durations.sum()))  # audio seconds, not frames / 50
     cross = out["crosslingual"]
     assert cross["transfer_pnmi"] == pytest.approx(out["pnmi"])
     assert cross["usage_jsd"] == pytest.approx(0.0) and cross["argmax_agreement"] == 1.0

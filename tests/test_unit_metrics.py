@@ -55,13 +55,16 @@ def test_pnmi_extremes_and_shuffled_baseline():
 
 
 def test_bitrate_raw_and_deduplicated():
-    out = bitrate([np.array([0, 0, 1, 1]), np.array([2, 2])])
-    # 6 frames = 0.12 s, three equiprobable symbols; runs [0,1] and [2]: three symbols, still equiprobable
-    assert out["bitrate"] == pytest.approx(6 / 0.12 * math.log2(3))
-    assert out["bitrate_dedup"] == pytest.approx(3 / 0.12 * math.log2(3))
-    assert bitrate([np.array([5, 5, 5])], total_seconds=1.0)["bitrate"] == 0.0
+    # 6 symbols over 0.2 s of audio (not 6 frames / 50 = 0.12 s): three equiprobable symbols;
+    # runs [0,1] and [2]: three symbols, still equiprobable
+    out = bitrate({"a": np.array([0, 0, 1, 1]), "b": np.array([2, 2])}, {"a": 0.115, "b": 0.085})
+    assert out["bitrate"] == pytest.approx(6 / 0.2 * math.log2(3))
+    assert out["bitrate_dedup"] == pytest.approx(3 / 0.2 * math.log2(3))
+    assert bitrate({"a": np.array([5, 5, 5])}, {"a": 1.0})["bitrate"] == 0.0
     with pytest.raises(BadInputError):
-        bitrate([np.array([], int)])
+        bitrate({"a": np.array([], int)}, {"a": 1.0})
+    with pytest.raises(BadInputError, match="no audio duration"):
+        bitrate({"a": np.array([1, 2])}, {})
 
 
 def test_silhouette_states_its_sample():

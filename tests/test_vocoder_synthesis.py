@@ -98,6 +98,43 @@ def test_stimuli_are_pcm16_at_one_loudness_and_resume(trained, tmp_path):
     assert again.written == 0 and again.skipped == 4
 
 
+def test_silent_and_near_silent_outputs_are_named_problems_not_stimuli(trained, tmp_path, monkeypatch):
+    from obt_eval.vocoder.postprocess import trim_silence
+
+    _, units, _, vocoder = trained
+    real = type(vocoder).generate
+    silent, quiet = units.ids[0], units.ids[1]
+
+    def generate(self, items):
+        waves = real(self, items)
+        for item, wave in zip(items, waves, strict=True):
+            if item.uid == silent:
+                wave[:] = 0.0
+            elif item.uid == quiet:  # -62.7 LUFS: reaching -23 LUFS would take +39.7 dB
+                start, end = trim_silence(wave, 40.0)
+                wave *= np.float32(10 ** ((-62.7 - integrated_loudness(wave[start:end])) / 20))
+        return waves
+
+    monkeypatch.setattr(type(vocoder), "generate", generate)
+    report = synthesize_units(vocoder, units, tmp_path / "s", ids="all", progress=False)
+    problems = {p["id"]: p["problem"] for p in report.problems}
+    assert report.written == 2 and set(problems) == {silent, quiet}
+    assert "silent" in problems[silent] and "-inf LUFS" in problems[silent]
+    assert "-62.7 LUFS" in problems[quiet] and "+39.7 dB" in problems[quiet]
+    assert "maximum gain of 30 dB" in problems[quiet]
+    assert not (tmp_path / "s" / f"{silent}.wav").exists() and not (tmp_path / "s" / f"{quiet}.wav").exists()
+    assert len(json.loads((tmp_path / "s" / "stimuli.json").read_text())["problems"]) == 2
+    # a higher stated maximum accepts the quiet clip (and says what it did in stimuli.csv)
+    from obt_eval.vocoder.postprocess import OutputPolicy
+
+    loose = synthesize_units(vocoder, units, tmp_path / "s", ids=[quiet], policy=OutputPolicy(max_gain_db=45),
+                             progress=False)
+    assert loose.written == 1 and not loose.problems
+    assert pd.read_csv(tmp_path / "s" / "stimuli.csv")["gain_db"].iloc[0] == pytest.approx(39.7, abs=0.05)
+    with pytest.raises(BadInputError, match=rf"no utterance could be synthesized.*{silent}: the output is silent"):
+        synthesize_units(vocoder, units, tmp_path / "only-silent", ids=[silent], progress=False)
+
+
 def test_unknown_speaker_in_batch_is_reported(trained, tmp_path):
     _, units, _, vocoder = trained
     with pytest.raises(BadInputError, match="no utterance could be synthesized"):

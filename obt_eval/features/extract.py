@@ -14,6 +14,7 @@ How it stays fast and exact:
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -30,9 +31,12 @@ from obt_eval.corpus.manifest import Corpus
 from obt_eval.encoders import Encoder, load_encoder, resolve_encoder
 from obt_eval.encoders.registry import default_layers
 from obt_eval.errors import BadInputError
-from obt_eval.features.store import FeatureStore, FeatureStoreWriter
+from obt_eval.features.store import NOT_EXTRACTED, FeatureStore, FeatureStoreWriter
 from obt_eval.frames import FRAME_RATE, SAMPLE_RATE, frame_span_samples, num_frames
+from obt_eval.integrity import CorruptArtifactError
 from obt_eval.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,14 @@ def extract_features(
         encoder, layers = load_encoder(encoder, layers, device=device)
     writers = {layer: FeatureStoreWriter(paths[layer], _store_meta(corpus, encoder, layer, plan_hash, opts))
                for layer in layers}
-    todo = [i for i in range(len(shards)) if not all(w.shard_done(i) for w in writers.values())]
+    todo = []
+    for i in range(len(shards)):
+        problems = {layer: w.shard_problem(i) for layer, w in writers.items()}
+        if any(problem is not None for problem in problems.values()):
+            todo.append(i)
+        for problem in problems.values():
+            if problem not in (None, NOT_EXTRACTED):  # finished once, damaged since: never reported finished
+                log.warning("%s; extracting shard %d again", problem, i)
 
     chunk_seconds = opts.chunk_seconds if opts.chunk_seconds is not None else encoder.max_chunk_seconds
     chunk_frames = int(chunk_seconds * FRAME_RATE) if chunk_seconds else None
@@ -157,8 +168,10 @@ def extract_features(
     audio_paths = dict(zip(corpus.manifest["id"], corpus.manifest["audio_path"], strict=True))
 
     total_seconds = sum(lengths[u] for i in todo for u in shards[i]) / SAMPLE_RATE
-    bar = tqdm(total=round(total_seconds, 1), unit="s audio", desc=f"extract {encoder.name}", disable=not progress,
-               unit_scale=True)
+    # counted in frames (exact integers, shown as seconds): the bar ends at 100 %, not at a rounded 99 %
+    bar = tqdm(total=sum(num_frames(lengths[u]) for i in todo for u in shards[i]), unit="s audio",
+               unit_scale=1 / FRAME_RATE, desc=f"extract {encoder.name}", disable=not progress,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}, {rate_fmt}]")
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, opts.workers)) as readers, ThreadPoolExecutor(1) as writer_pool:
         pending_writes: list[Future] = []
@@ -170,7 +183,7 @@ def extract_features(
                 for layer, array in outputs.items():
                     for row, seg in enumerate(batch):
                         parts[layer][(seg.uid, seg.part)] = array[row, : seg.frames]
-                bar.update(round(sum(seg.frames for seg in batch) / FRAME_RATE, 1))
+                bar.update(sum(seg.frames for seg in batch))
             for fut in pending_writes:
                 fut.result()  # surface write errors early and bound memory to one shard in flight
             pending_writes = [
@@ -199,6 +212,10 @@ def _complete_stores(paths: dict, encoder_id: str, plan_hash: str) -> dict[int |
                 f"{path} holds features of another corpus version or encoder",
                 "pass --overwrite to re-extract, or use another workspace",
             )
+        try:
+            store.verify()  # a finished store is re-checked: a damaged shard is redone, not reported finished
+        except CorruptArtifactError:
+            return None
         stores[layer] = store
     return stores
 

@@ -9,7 +9,7 @@ sets, so every purity/PNMI comes with the same number on shuffled units.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -146,20 +146,26 @@ def _entropy_bits(symbols: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def bitrate(
-    sequences: Iterable[np.ndarray], *, total_seconds: float | None = None, frame_rate: float = FRAME_RATE
-) -> dict:
+def bitrate(sequences: Mapping[str, np.ndarray], durations: Mapping[str, float]) -> dict:
     """ZeroSpeech bitrate (bits/s) of unit sequences, raw (every frame) and deduplicated (runs).
 
-    `total_seconds` should be the audio duration; by default it is frames / frame_rate.
+    The one definition every report uses (reference/metrics-and-data.md §2.2): B = (N / D) x H, with N
+    the number of symbols, H the entropy of their distribution and D the total AUDIO duration of the
+    utterances, in seconds (`durations`: utterance id -> seconds, the corpus manifest's ``duration``).
+    D is not frames / 50: n frames cover (n - 1) x 20 ms + 25 ms of audio plus up to 20 ms of tail, so
+    frames / 50 understates D by 5-25 ms per utterance and inflates the bitrate (317.5 vs 315.2 bit/s).
     """
-    seqs = [np.asarray(s) for s in sequences]
+    missing = [uid for uid in sequences if uid not in durations]
+    if missing:
+        raise BadInputError(f"no audio duration for {len(missing)} utterance(s) ({', '.join(map(str, missing[:5]))})",
+                            "measure bitrate against the corpus the units were made from")
+    seqs = [np.asarray(s) for s in sequences.values()]
     seqs = [s for s in seqs if s.size]
     if not seqs:
         raise BadInputError("no unit sequences to measure")
     raw = np.concatenate(seqs)
     dedup = np.concatenate([run_length(s)[0] for s in seqs])
-    seconds = total_seconds if total_seconds is not None else raw.size / frame_rate
+    seconds = float(sum(float(durations[uid]) for uid in sequences))
     if seconds <= 0:
         raise BadInputError("total duration must be positive to compute a bitrate")
     return {
@@ -167,6 +173,11 @@ def bitrate(
         "bitrate_dedup": dedup.size / seconds * _entropy_bits(dedup),
         "symbols": int(raw.size),
         "symbols_dedup": int(dedup.size),
-        "seconds": float(seconds),
+        "seconds": seconds,
         "mean_run_frames": float(raw.size / dedup.size),
     }
+
+
+def corpus_durations(corpus) -> dict[str, float]:
+    """Utterance id -> audio duration in seconds, from a corpus manifest (what `bitrate` divides by)."""
+    return dict(zip(corpus.manifest["id"], corpus.manifest["duration"].astype(float), strict=True))

@@ -66,12 +66,15 @@ def unit_metrics(
         "features": units.meta.get("features"), "features_hash": units.meta.get("features_hash"),
         "not_computed": {},
     }
-    corpus = _open_corpus(units.corpus, ws)
-    seconds = None
-    if corpus is not None:
-        durations = dict(zip(corpus.manifest["id"], corpus.manifest["duration"], strict=True))
-        seconds = float(sum(durations.get(u, len(s) / 50) for u, s in seqs.items())) or None
-    out.update(unit_quality.bitrate(seqs.values(), total_seconds=seconds))
+    # by name in this workspace, else by the folder the units recorded (units made elsewhere)
+    corpus = _open_corpus(units.corpus, ws) or _open_corpus(units.meta.get("corpus_path", ""), ws)
+    if corpus is None:
+        out["not_computed"]["bitrate"] = "the corpus is unavailable (bitrate divides by its audio durations)"
+    else:
+        try:
+            out.update(unit_quality.bitrate(seqs, unit_quality.corpus_durations(corpus)))
+        except ObtEvalError as exc:
+            out["not_computed"]["bitrate"] = str(exc).splitlines()[0]
 
     phones = None
     alignments = corpus.alignments() if corpus is not None else None

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import html
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -119,7 +121,14 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _html_table(df: pd.DataFrame) -> str:
+def _relative_href(target: str, page_dir: Path) -> str:
+    """A link from the page's folder to `target`, relative, so it works wherever the workspace is opened
+    or moved to (``file://`` + a relative path makes the first folder a host name: a broken link)."""
+    rel = os.path.relpath(os.path.abspath(target), os.path.abspath(page_dir))
+    return quote(Path(rel).as_posix())
+
+
+def _html_table(df: pd.DataFrame, page_dir: Path) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
     body = []
     for row in df.itertuples(index=False):
@@ -127,7 +136,8 @@ def _html_table(df: pd.DataFrame) -> str:
         for col, v in zip(df.columns, row, strict=True):
             text = html.escape(_fmt(v))
             if col in ("units", "features", "results_file") and text:
-                text = f'<a href="file://{text}">{text}</a>'
+                href = html.escape(_relative_href(_fmt(v), page_dir), quote=True)
+                text = f'<a href="{href}">{text}</a>'
             cells.append(f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
@@ -231,7 +241,7 @@ def compare(
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}"
             "td,th{border:1px solid #ccc;padding:3px 6px}</style>"
             f"<h1>Encoder comparison on {html.escape(corpus)}</h1><h2>Best layer per encoder</h2>"
-            f"{_html_table(summary)}<h2>Every layer and k</h2>{_html_table(full)}"
+            f"{_html_table(summary, out)}<h2>Every layer and k</h2>{_html_table(full, out)}"
             "<h2>Plots</h2><img src='abx_by_layer.png'><img src='pnmi_vs_k.png'>")
     write_text(out / "table.html", page)
     _plot_abx(table, out / "abx_by_layer.png")

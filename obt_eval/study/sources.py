@@ -10,6 +10,7 @@ from pathlib import Path
 import soundfile as sf
 
 from obt_eval.errors import BadInputError
+from obt_eval.integrity import verify_file
 from obt_eval.workspace import Workspace, check_name, is_safe_name
 
 RESERVED_SYSTEMS = ("anchor",)
@@ -78,6 +79,13 @@ def scan_system(name: str, directory: str | os.PathLike, role: str = ROLE_TEST,
             except (OSError, ValueError):
                 source.problems.append(f"{name}: ignored unreadable {folder / sidecar}")
             break
+    # synthesized stimuli list each clip's checksum: a damaged clip is named, never played to raters
+    recorded = source.meta.get("checksums") if isinstance(source.meta.get("checksums"), dict) else {}
+    for path in paths:
+        expected = recorded.get(path.relative_to(folder).as_posix())
+        if expected is not None:
+            verify_file(path, expected, f"re-run the `obt-eval synthesize` command that wrote {folder} (same "
+                                        "options): it re-synthesizes damaged or missing clips")
     if not source.files:
         raise BadInputError(f"no readable WAV files in {folder} for system {name!r}",
                             "point NAME=DIR at a folder of .wav files named by utterance id")

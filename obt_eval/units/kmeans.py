@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,8 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from obt_eval.atomic import read_json, write_json
+from obt_eval.atomic import atomic_path, write_json
 from obt_eval.errors import BadInputError
+from obt_eval.integrity import CorruptArtifactError, file_checksum, read_sidecar, verify_file
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -310,41 +315,75 @@ def inertia_of(data: np.ndarray, centroids: np.ndarray, *, device: str | None = 
 
 
 class _Checkpoint:
-    """Fit state on disk: ``init.npz`` (chosen restart), ``lloyd.npz`` (centres every 5 iterations)."""
+    """Fit state on disk: ``init.npz`` (chosen restart), ``lloyd.npz`` (centres every 5 iterations).
+
+    ``fit-key.json`` records the settings they belong to and the checksum of each file. A damaged file
+    (overwritten, truncated, half-copied) is discarded with a warning and the fit goes on from the
+    previous good state (a damaged ``lloyd.npz``: from the chosen restart; a damaged ``init.npz``: the
+    restarts run again, which the seed makes identical) - it never stops on a raw ``BadZipFile``.
+    """
 
     def __init__(self, folder: Path, cfg: KMeansConfig, n: int):
         self.folder = folder
         key = json.dumps({**cfg.fit_key(), "n": n}, sort_keys=True)
         self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
         folder.mkdir(parents=True, exist_ok=True)
-        meta = folder / "fit-key.json"
-        if meta.exists() and read_json(meta).get("key") != self.key:
+        self.meta = folder / "fit-key.json"
+        old: dict = {}
+        if self.meta.exists():
+            try:
+                old = read_sidecar(self.meta)
+            except CorruptArtifactError as exc:
+                log.warning("k-means checkpoint: %s; starting the fit from scratch", str(exc).splitlines()[0])
+        self.recorded: dict[str, str] = {}
+        if old.get("key") == self.key:
+            self.recorded = dict(old.get("checksums") or {})
+        else:
             for name in ("init.npz", "lloyd.npz"):
                 (folder / name).unlink(missing_ok=True)
-        write_json(meta, {"key": self.key})
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        write_json(self.meta, {"key": self.key, "checksums": self.recorded})
 
     def _save(self, name: str, **arrays) -> None:
-        from obt_eval.atomic import atomic_path
-
         with atomic_path(self.folder / name, suffix=".npz") as tmp:
             np.savez(tmp, **arrays)
+        self.recorded[name] = file_checksum(self.folder / name)
+        self._write_meta()
+
+    def _load(self, name: str, keys: tuple[str, ...], fallback: str) -> dict[str, np.ndarray] | None:
+        """The arrays of `name`, or None when it is absent or damaged (then it is deleted)."""
+        path = self.folder / name
+        if not path.exists():
+            return None
+        try:
+            # a file without a recorded checksum (older versions) must at least load whole
+            verify_file(path, self.recorded.get(name))
+            with np.load(path) as z:
+                return {k: np.asarray(z[k]) for k in keys}
+        except (CorruptArtifactError, OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            reason = str(exc).splitlines()[0] if isinstance(exc, CorruptArtifactError) else f"{path}: {exc!r}"
+            log.warning("k-means checkpoint damaged, discarded (%s); %s", reason, fallback)
+            path.unlink(missing_ok=True)
+            self.recorded.pop(name, None)
+            self._write_meta()
+            return None
 
     def save_init(self, centers: torch.Tensor, inertia: float, restarts: list[float]) -> None:
         self._save("init.npz", centers=centers.cpu().numpy(), inertia=inertia, restarts=np.asarray(restarts))
 
     def load_init(self) -> tuple[torch.Tensor, float, list[float]] | None:
-        path = self.folder / "init.npz"
-        if not path.exists():
+        z = self._load("init.npz", ("centers", "inertia", "restarts"), "running the k-means++ restarts again")
+        if z is None:
             return None
-        z = np.load(path)
         return torch.from_numpy(z["centers"]), float(z["inertia"]), z["restarts"].tolist()
 
     def save_lloyd(self, centers: torch.Tensor, it: int, inertia: float) -> None:
         self._save("lloyd.npz", centers=centers.cpu().numpy(), it=it, inertia=inertia)
 
     def load_lloyd(self) -> tuple[torch.Tensor, int, float] | None:
-        path = self.folder / "lloyd.npz"
-        if not path.exists():
+        z = self._load("lloyd.npz", ("centers", "it", "inertia"), "Lloyd iterations restart from the chosen restart")
+        if z is None:
             return None
-        z = np.load(path)
         return torch.from_numpy(z["centers"]), int(z["it"]), float(z["inertia"])

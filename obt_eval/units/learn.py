@@ -8,6 +8,7 @@ re-running a command is cheap and never silently changes a codebook that vocoder
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import sys
 from dataclasses import dataclass
@@ -17,14 +18,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from obt_eval.atomic import read_json
 from obt_eval.errors import BadInputError
 from obt_eval.features.store import FeatureStore
+from obt_eval.integrity import CorruptArtifactError
 from obt_eval.units.kmeans import KMeansConfig, assign, fit_kmeans, pick_device
 from obt_eval.units.store import UnitsStore
 from obt_eval.workspace import Workspace, safe_name
 
 WORK_DIR = ".kmeans-work"
+log = logging.getLogger(__name__)
 
 
 def sidecar_hash(path: str | Path) -> str:
@@ -79,10 +81,16 @@ def learn_units(
     out = Path(out_dir)
     fit_key = {**cfg.fit_key(), "features": str(store.path.resolve()), "features_hash": sidecar_hash(store.path)}
 
+    existing = None
     if (out / "sidecar.json").exists() and (out / "units.parquet").exists():
-        old = read_json(out / "sidecar.json")
+        try:
+            existing = UnitsStore.open(out)
+        except CorruptArtifactError as exc:  # a damaged output is never reused: this call makes it again
+            log.warning("%s; fitting the units again", str(exc).splitlines()[0])
+    if existing is not None:
+        old = existing.meta
         if old.get("fit_key") == fit_key and not force:
-            return LearnResult(UnitsStore.open(out), True, old.get("skipped", {}))
+            return LearnResult(existing, True, old.get("skipped", {}))
         if not force:
             raise BadInputError(
                 f"{out} already holds units made with other settings (or from other features)",

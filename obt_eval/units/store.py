@@ -8,6 +8,8 @@ Layout of a units folder::
     units.txt         the same sequences in fairseq's format: one line per utterance, space-separated
 
 The run-length view (deduplicated units + durations in frames) is derived on demand by `run_length`.
+The sidecar records the checksum of every file; opening the store verifies them, so a damaged
+codebook or units table is named, never used.
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from obt_eval.atomic import read_json, save_npy, write_json, write_parquet, write_text
+from obt_eval.atomic import save_npy, write_json, write_parquet, write_text
 from obt_eval.errors import BadInputError, NotFoundError
+from obt_eval.integrity import checksums, read_sidecar, verify_files
 from obt_eval.provenance import provenance
 
 FORMAT = "obt-eval-units/1"
+FILES = ("codebook.npy", "units.parquet", "units.txt", "ids.json")
+# what `open` hashes: the files the library reads (units.txt is for fairseq tools, as large as the table)
+VERIFIED_ON_OPEN = ("codebook.npy", "units.parquet", "ids.json")
+
+
+def _units_hint(path: Path) -> str:
+    return (f"re-run the `obt-eval units` command that made {path} with --force "
+            "(the same settings give the same codebook), or delete the folder")
 
 
 def run_length(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +77,7 @@ class UnitsStore:
         write_text(path / "units.txt", "".join(" ".join(map(str, row)) + "\n" for row in table["units"]))
         write_json(path / "ids.json", ids)
         full_meta = {**meta, "format": FORMAT, "k": int(k), "dim": int(codebook.shape[1]),
-                     "num_utterances": len(ids), "provenance": provenance()}
+                     "num_utterances": len(ids), "provenance": provenance(), "checksums": checksums(path, FILES)}
         write_json(path / "sidecar.json", full_meta)
         return UnitsStore.open(path)
 
@@ -78,7 +89,10 @@ class UnitsStore:
                 f"no units at {path}",
                 "run `obt-eval units --features STORE --k K` first and pass the folder it prints",
             )
-        return cls(path, read_json(path / "sidecar.json"), pd.read_parquet(path / "units.parquet"))
+        meta = read_sidecar(path / "sidecar.json", _units_hint(path))
+        recorded = meta.get("checksums") or {}
+        verify_files(path, {name: recorded[name] for name in VERIFIED_ON_OPEN if name in recorded}, _units_hint(path))
+        return cls(path, meta, pd.read_parquet(path / "units.parquet"))
 
     @property
     def k(self) -> int:

@@ -29,6 +29,12 @@ from obt_eval.vocoder.runtime import DistInfo, no_sync
 STATE_KEYS = ("generator", "mpd", "msd", "optim_g", "optim_d", "sched_g", "sched_d")
 
 
+def _grad_norm(parameters) -> torch.Tensor:
+    """Total L2 norm of the gradients, left on the device (NaN or inf if any gradient is)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
 class _TrainingGenerator(nn.Module):
     """The generator and its duration head in one forward, so DDP sees every parameter used."""
 
@@ -74,6 +80,7 @@ class GanTrainer:
             self.g_run, self.mpd_run, self.msd_run = (DDP(m, device_ids=ids)
                                                       for m in (self.g_run, self.mpd, self.msd))
         self.use_amp = tc.amp and device.type == "cuda"
+        self.grad_norms: dict[str, float] = {}  # of the last step: a NaN/inf here stops training (train.py)
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -114,6 +121,7 @@ class GanTrainer:
             rs, gs, _, _ = split_batch(self.msd_run(both), len(y))
         loss_d = discriminator_loss(rf, gf) + discriminator_loss(rs, gs)
         loss_d.backward()
+        grad_d = _grad_norm([*self.mpd.parameters(), *self.msd.parameters()])
         self.optim_d.step()
 
         self.optim_g.zero_grad(set_to_none=True)
@@ -133,8 +141,11 @@ class GanTrainer:
                 loss_dur = F.mse_loss(log_dur.float()[dedup_m], target[dedup_m])
             loss_g = loss_adv + tc.lambda_fm * loss_fm + tc.lambda_mel * loss_mel + tc.lambda_duration * loss_dur
             loss_g.backward()
+        grad_g = _grad_norm(self.generator.parameters())
         self.optim_g.step()
         self.sched_g.step()
         self.sched_d.step()
+        # read with the losses (one device sync per step, as before); train.py stops on NaN/inf
+        self.grad_norms = {"grad_norm_g": grad_g.item(), "grad_norm_d": grad_d.item()}
         return {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "mel_l1": loss_mel.item(),
                 "adv": loss_adv.item(), "fm": loss_fm.item(), "duration": loss_dur.item()}

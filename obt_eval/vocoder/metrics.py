@@ -23,6 +23,7 @@ from obt_eval.audio import load_16k
 from obt_eval.corpus.manifest import Corpus
 from obt_eval.errors import BadInputError, NotFoundError
 from obt_eval.frames import SAMPLE_RATE
+from obt_eval.integrity import verify_file
 from obt_eval.vocoder.postprocess import trim_silence
 from obt_eval.vocoder.world import import_pyworld
 from obt_eval.workspace import Workspace
@@ -134,12 +135,17 @@ def griffin_lim_copy(wave: np.ndarray, rate: int = SAMPLE_RATE, n_iter: int = 32
 
 def _pairs(stimuli_dir: Path, corpus: Corpus) -> list[tuple[str, np.ndarray, np.ndarray, bool]]:
     """(id, original, synthesized, sample-aligned?) with the stimuli's pad removed and trims mirrored."""
+    from obt_eval.vocoder.synthesis import stimuli_hint
+
     table = pd.read_csv(stimuli_dir / "stimuli.csv")
     side = read_json(stimuli_dir / "stimuli.json")
     dedup = bool(side.get("deduplicate"))
     trim_db = side.get("policy", {}).get("trim_db", 40.0)
+    recorded = side.get("checksums") or {}
     out = []
     for row in table.itertuples(index=False):
+        # a clip listed without a checksum (older stimuli) must at least exist
+        verify_file(stimuli_dir / row.file, recorded.get(row.file), stimuli_hint(stimuli_dir))
         syn = load_16k(stimuli_dir / row.file)
         syn = syn[int(row.pad): len(syn) - int(row.pad)]
         ref = corpus.wave(row.id)[: int(row.source_samples)]

@@ -3,12 +3,16 @@
 Inputs are checked before any work (unit ids inside [0, k), non-empty sequences, the same codebook
 as the vocoder was trained on, known speakers), because a vocoder fed another encoder's units still
 produces audio, just the wrong audio. Every output goes through one `OutputPolicy` (silence, loudness),
-so the systems of a listening test differ only in their units and vocoders.
+so the systems of a listening test differ only in their units and vocoders; a silent or near-silent
+output is reported as a problem, by utterance, and not written. ``stimuli.json`` records the checksum
+of every WAV: a resumed run re-synthesizes a damaged clip, and readers (study creation, resynthesis
+metrics) verify the clips before using them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ from obt_eval.audio import write_wav
 from obt_eval.corpus.manifest import Corpus
 from obt_eval.errors import BadInputError, NotFoundError, ObtEvalError
 from obt_eval.frames import HOP, SAMPLE_RATE
+from obt_eval.integrity import file_checksum, verify_file
 from obt_eval.provenance import provenance
 from obt_eval.units.store import UnitsStore, run_length
 from obt_eval.vocoder import checkpoint as ckpt
@@ -31,11 +36,18 @@ from obt_eval.vocoder.config import VocoderConfig
 from obt_eval.vocoder.data import resolve_corpus
 from obt_eval.vocoder.f0 import F0Quantizer, unit_f0
 from obt_eval.vocoder.generator import UnitGenerator
-from obt_eval.vocoder.postprocess import OutputPolicy, apply_policy
+from obt_eval.vocoder.postprocess import OutputPolicy, UnusableClip, apply_policy
 from obt_eval.workspace import Workspace, safe_name
 
 STIMULI_TABLE = "stimuli.csv"
 STIMULI_SIDECAR = "stimuli.json"
+logger = logging.getLogger(__name__)
+
+
+def stimuli_hint(folder: str | os.PathLike) -> str:
+    """What to do about a damaged clip: synthesize again into the folder (damaged clips are redone)."""
+    return (f"re-run the `obt-eval synthesize` command that wrote {folder} (same options): it re-synthesizes "
+            "damaged or missing clips")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on CPU
 
 
@@ -256,6 +268,12 @@ def synthesize_units(
             row = json.loads(line)
             if row.pop("key") == key and (out_dir / row["file"]).exists():
                 done[row["id"]] = row
+    for uid, row in list(done.items()):
+        try:
+            verify_file(out_dir / row["file"], row.get("checksum"))
+        except ObtEvalError as exc:  # damaged since it was written: synthesize it again
+            logger.warning("%s; synthesizing %s again", str(exc).splitlines()[0], uid)
+            del done[uid]
     report = SynthesisReport(out_dir)
     todo = [u for u in id_list if u not in done]
     report.skipped = len(id_list) - len(todo)
@@ -287,12 +305,16 @@ def synthesize_units(
                 torch.cuda.synchronize()
             report.generate_seconds += time.perf_counter() - t0
             for item, wave in zip(items, waves, strict=True):
-                out, info = apply_policy(wave, policy)
+                try:
+                    out, info = apply_policy(wave, policy)
+                except UnusableClip as exc:
+                    report.problems.append({"id": item.uid, "problem": str(exc)})
+                    continue
                 name = f"{safe_name(item.uid)}.wav"
                 write_wav(out_dir / name, out)
                 row = {"id": item.uid, "file": name, "speaker": item.speaker, "num_units": int(len(item.units)),
                        "source_samples": int(len(item.units) * HOP), "generated_samples": int(len(wave)),
-                       "num_samples": int(len(out)), **info}
+                       "num_samples": int(len(out)), **info, "checksum": file_checksum(out_dir / name)}
                 log.write(json.dumps({**row, "key": key}) + "\n")
                 log.flush()
                 done[item.uid] = row
@@ -301,7 +323,9 @@ def synthesize_units(
             bar.update(len(todo[start:start + batch_size]))
     bar.close()
     rows = [done[u] for u in id_list if u in done]
-    table = pd.DataFrame(rows)
+    # a row resumed from an older run has no checksum yet: the file was just checked to exist
+    checksums = {row["file"]: row.get("checksum") or file_checksum(out_dir / row["file"]) for row in rows}
+    table = pd.DataFrame([{k: v for k, v in row.items() if k != "checksum"} for row in rows])
     with_path = out_dir / STIMULI_TABLE
     write_text(with_path, table.to_csv(index=False))
     write_json(out_dir / STIMULI_SIDECAR, {
@@ -311,8 +335,13 @@ def synthesize_units(
         "corpus": vocoder.meta.get("corpus"), "corpus_path": vocoder.meta.get("corpus_path"),
         "deduplicate": deduplicate, "policy": policy.to_dict(), "bf16": vocoder.bf16, "sample_rate": SAMPLE_RATE,
         "count": len(rows),
-        "problems": report.problems, "provenance": provenance(),
+        "problems": report.problems, "provenance": provenance(), "checksums": checksums,
     })
     if not rows and report.problems:
-        raise BadInputError(f"no utterance could be synthesized; first problem: {report.problems[0]['problem']}")
+        first = report.problems[0]
+        raise BadInputError(
+            f"no utterance could be synthesized ({len(report.problems)} problem(s)); first: {first['id']}: "
+            f"{first['problem']}",
+            f"every problem is listed in {out_dir / STIMULI_SIDECAR}; silent output usually means an undertrained "
+            "vocoder (train more steps) or units it was not trained on; --max-gain-db raises the gain limit")
     return report

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from obt_eval.atomic import read_json, write_json
 from obt_eval.audio import write_wav
 from obt_eval.corpus.manifest import Corpus
-from obt_eval.errors import BadInputError
+from obt_eval.errors import BadInputError, ObtEvalError
 from obt_eval.frames import FRAME_RATE, HOP
 from obt_eval.provenance import provenance
 from obt_eval.units.store import UnitsStore
@@ -52,6 +52,25 @@ VAL_COLUMNS = ["step", "val_mel_l1", "wall_s"]
 # settings that may change between a run and its resumption: they do not change what is learnt
 BOOKKEEPING = ("steps", "checkpoint_every", "validate_every", "log_every", "keep_checkpoints", "num_samples")
 F0_LEVELS = 20  # default number of F0 levels when F0 conditioning is switched on (see f0.py)
+
+
+class TrainingDivergedError(ObtEvalError):
+    """A loss or gradient became NaN or infinite: the run stops before that update is ever saved."""
+
+
+def check_finite(step: int, losses: dict[str, float], checkpoint_step: int | None) -> None:
+    """Stop the run at the first non-finite loss or gradient norm, naming the step and the value."""
+    bad = [name for name, value in losses.items() if not math.isfinite(value)]
+    if bad:
+        kept = (f"the last good checkpoint (step {checkpoint_step}) is kept" if checkpoint_step is not None
+                else "no checkpoint was written yet")
+        raise TrainingDivergedError(
+            f"training diverged at step {step}: {', '.join(f'{n} = {losses[n]}' for n in bad)}; "
+            f"the run stopped without saving ({kept})",
+            "resuming repeats the same steps exactly, so look for the cause: a broken training file (NaN, "
+            "clipped or empty audio) or settings that are too aggressive (start over with another --preset or "
+            "--batch-size and --overwrite)",
+        )
 
 
 @dataclass
@@ -107,7 +126,13 @@ def _check_existing(out_dir: Path, cfg: VocoderConfig, meta: dict) -> dict | Non
 
 
 def _compute_f0(utts: list[Utterance], cache: Path, progress: bool) -> dict[str, np.ndarray]:
-    cached = dict(np.load(cache)) if cache.exists() else {}
+    cached: dict[str, np.ndarray] = {}
+    if cache.exists():
+        try:
+            with np.load(cache) as z:
+                cached = {key: z[key] for key in z.files}
+        except Exception:  # a damaged cache (BadZipFile, truncation…) is recomputed, not fatal
+            cached = {}
     out = {}
     for utt in tqdm(utts, desc="F0", unit="utt", disable=not progress, leave=False):
         values = cached.get(utt.uid)
@@ -212,13 +237,14 @@ def _train(units, corpus, out_dir, cfg, meta, old, info, dev, speaker_of, use_id
 
     gan = GanTrainer(cfg, dev, info, steps_per_epoch=len(train_utts) // tc.batch_size)
     step = 0
-    latest = ckpt.latest_checkpoint(out_dir)
-    if latest is not None:
-        state = ckpt.load_checkpoint(latest, map_location=dev)
+    state = ckpt.load_resume_state(out_dir, map_location=dev)  # a damaged newest one: the previous kept one
+    if state is not None:
         gan.load_state_dict(state)
         ckpt.set_rng_state(state["rng"])
         step = int(state["step"])
     resumed_from = step
+    saved_step = state["step"] if state is not None else None
+    del state
 
     train_log = CsvLog(out_dir / "train_log.csv", TRAIN_COLUMNS)
     val_log = CsvLog(out_dir / "validation.csv", VAL_COLUMNS)
@@ -227,6 +253,8 @@ def _train(units, corpus, out_dir, cfg, meta, old, info, dev, speaker_of, use_id
         val_log.truncate(step)
 
     def save() -> None:
+        nonlocal saved_step
+        saved_step = step
         if info.main:
             ckpt.write_checkpoint(out_dir, step, {"config": cfg.to_dict(), "meta": meta, **gan.state_dict(),
                                                   "rng": ckpt.rng_state()}, tc.keep_checkpoints)
@@ -243,6 +271,7 @@ def _train(units, corpus, out_dir, cfg, meta, old, info, dev, speaker_of, use_id
         while step < tc.steps:
             batch = {k: v.to(dev, non_blocking=True) for k, v in sampler.batch(step, local_batch, info.rank).items()}
             losses = gan.step(batch)
+            check_finite(step + 1, {**losses, **gan.grad_norms}, saved_step)  # before anything is logged or saved
             step += 1
             steps_done += 1
             bar.update(1)
@@ -263,8 +292,8 @@ def _train(units, corpus, out_dir, cfg, meta, old, info, dev, speaker_of, use_id
         raise
     finally:
         bar.close()
-    if latest is not None and steps_done == 0 and not (out_dir / "generator.pt").exists():
-        save()
+    if resumed_from and steps_done == 0 and info.main and not ckpt.generator_intact(out_dir):
+        save()  # a finished run whose generator.pt is missing or damaged: write it again from the checkpoint
     if val_mel is None and info.main and val_log.read().shape[0]:
         val_mel = float(val_log.read()["val_mel_l1"].iloc[-1])
     rate = steps_done / max(time.perf_counter() - t_start, 1e-9)
