@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import zipfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from db.models import Rater, Study
 from db.studies import get_study, invite_raters, list_studies
+from obt_eval.archive import ArchiveLimits, extract_zip, merge_into
 from obt_eval.errors import BadInputError
 from obt_eval.workspace import check_name
 from pipelines import jobs
@@ -26,6 +27,7 @@ from pipelines.steps import get_step, kinds
 from webapp.auth import AdminSession, require_admin
 from webapp.context import AppContext
 from webapp.rating import completion_code
+from webapp.uploads import discard
 
 JOB_COLUMNS = ["id", "kind", "state", "progress", "message", "started", "seconds"]
 
@@ -141,38 +143,49 @@ def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: s
     return jobs.submit("ingest", params, ctx.workspace)
 
 
-def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | None, name: str) -> jobs.JobView:
-    """Move uploaded recordings (or zip archives of them) into ``workspace/uploads/<name>/`` and ingest them."""
+def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | None, name: str,
+                  uploaded: set[str] | None = None) -> jobs.JobView:
+    """Move uploaded recordings (or zip archives of them) into ``workspace/uploads/<name>/`` and ingest them.
+
+    Everything is staged in a temporary folder first (archives extracted with limits by
+    `obt_eval.archive`), and moved into place only when every file and archive was valid. The uploads
+    themselves are deleted from Gradio's folder once used (`uploaded`: Gradio's set of them).
+    """
     require_admin(session)
     name = (name or "").strip()
     check_name(name, "corpus name")
     if not files:
         raise BadInputError("no files uploaded", "choose audio files or a zip archive of them")
-    dest = Path(ctx.workspace.root) / "uploads" / name
-    dest.mkdir(parents=True, exist_ok=True)
-    metadata = None
-    for item in files:
-        path = Path(item if isinstance(item, str) else getattr(item, "name", str(item)))
-        if path.suffix.lower() == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                for member in archive.infolist():
-                    target = (dest / member.filename).resolve()
-                    if not str(target).startswith(str(dest.resolve())):  # zip-slip: never write outside dest
-                        raise BadInputError(f"the archive entry {member.filename!r} points outside the folder")
-                    if member.is_dir():
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)
-        else:
-            shutil.copy2(path, dest / path.name)
-        if path.name.lower() == "metadata.csv":
-            metadata = str(dest / path.name)
+    if len(files) > ctx.config.upload_max_files:
+        raise BadInputError(f"more than {ctx.config.upload_max_files} files", "put the recordings in a zip archive")
+    paths = [Path(item if isinstance(item, str) else getattr(item, "name", str(item))) for item in files]
+    for path in paths:
+        if not path.is_file():
+            raise BadInputError(f"the upload {path.name!r} is gone", "upload the files again")
+    root = Path(ctx.workspace.root) / "uploads"
+    root.mkdir(parents=True, exist_ok=True)
+    budget = 4 * ctx.config.upload_max_bytes  # what all archives of one upload may expand to
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.upload-", dir=root))
+    try:
+        for path in paths:
+            if path.suffix.lower() == ".zip":
+                extracted = extract_zip(path, staging, ArchiveLimits(max_total_bytes=budget))
+                budget -= sum(p.stat().st_size for p in extracted)
+            else:
+                if path.name.startswith(".") or "/" in path.name or "\\" in path.name:
+                    raise BadInputError(f"the file name {path.name!r} is not allowed", "rename the file")
+                shutil.copy2(path, staging / path.name)
+        moved = merge_into(staging, root / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    discard(paths, uploaded)
+    dest = root / name
+    metadata = next((p for p in moved if p.name.lower() == "metadata.csv"), None)
     if metadata is None and (dest / "metadata.csv").exists():
-        metadata = str(dest / "metadata.csv")
+        metadata = dest / "metadata.csv"
     params: dict[str, Any] = {"audio_dir": str(dest), "name": name}
     if metadata:
-        params["metadata"] = metadata
+        params["metadata"] = str(metadata)
     return jobs.submit("ingest", params, ctx.workspace)
 
 
