@@ -86,9 +86,10 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
                 reg_align = gr.Textbox(label="TextGrid folder or item file (optional)", max_lines=1)
                 reg_btn = gr.Button("Ingest folder")
             with gr.Tab("Upload recordings"):
-                up_files = gr.File(file_count="multiple", label="Audio files, metadata.csv, or a zip archive")
-                up_name = gr.Textbox(label="Corpus name", max_lines=1)
-                up_btn = gr.Button("Upload and ingest")
+                up_files = gr.File(file_count="multiple", label="Audio files, metadata.csv, or a zip archive",
+                                   elem_id="obt-upload-files")
+                up_name = gr.Textbox(label="Corpus name", max_lines=1, elem_id="obt-upload-name")
+                up_btn = gr.Button("Upload and ingest", elem_id="obt-upload-btn")
         with gr.Accordion("Studies", open=False):
             studies_df = gr.Dataframe(interactive=False, label="Studies", elem_id="obt-studies")
             with gr.Row():

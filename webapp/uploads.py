@@ -1,7 +1,10 @@
 """Researchers' uploads in Gradio's upload folder: deleted once used, and by age when never used.
 
 Gradio stores every ``POST /gradio_api/upload`` under its upload folder and never deletes it while the
-app runs. `webapp.guard` admits only researchers' uploads; this module removes them afterwards.
+app runs. `webapp.guard` admits only researchers' uploads; this module removes them afterwards. Gradio
+also leaves loose ``tmp*`` files at the top of that folder: the partial file of an upload whose client
+went away, and an empty file per file a `gr.File(type="filepath")` hands to a callback (6.31
+`File._process_single_file` creates one and forgets it). Those go by age too.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ def discard(paths: Iterable[str | os.PathLike], tracked: set[str] | None = None)
 
 
 def sweep(tracked: set[str], max_age_seconds: float, now: float | None = None) -> int:
-    """Delete tracked uploads older than `max_age_seconds` (uploads nobody ingested); returns how many."""
+    """Delete uploads older than `max_age_seconds` (nobody ingested them) and Gradio's loose temp files
+    of that age; returns how many files went. A file still being written is young (its mtime moves).
+    """
     now = now if now is not None else time.time()
     old = []
     for item in list(tracked):
@@ -53,4 +58,11 @@ def sweep(tracked: set[str], max_age_seconds: float, now: float | None = None) -
                 old.append(item)
         except FileNotFoundError:
             tracked.discard(item)
-    return discard(old, tracked)
+    removed = discard(old, tracked)
+    folder = upload_folder()
+    for loose in folder.glob("tmp*") if folder.exists() else []:
+        with contextlib.suppress(OSError):
+            if loose.is_file() and now - loose.stat().st_mtime > max_age_seconds:
+                loose.unlink()
+                removed += 1
+    return removed
