@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from db.models import AudioLink, Rater, Rating, Stimulus, Trial, utcnow
-from db.protocol import RatingRefused, record_play_end, record_play_start, served_rating
+from db.protocol import RatingRefused, play_ended, play_started, served_rating
 from db.studies import rater_by_token
 
 # A link lives LINK_TTL after its last use (fetch, play, end): long enough to read the instructions and
@@ -112,13 +112,10 @@ def clip_for(session: Session, token: str, binding: str = "", now: dt.datetime |
 
 
 def mark_fetched(session: Session, token: str, binding: str = "", now: dt.datetime | None = None) -> None:
-    """Record the first download of a link's bytes (playback cannot start before it) and extend its life."""
-    now = now or utcnow()
-    link = _live_link(session, token, binding, now)
-    if link is not None:
-        link.fetched_at = link.fetched_at or now
-        _touch(link, now)
-        session.flush()
+    """Record the first download of a link's bytes (playback cannot start before it): one UPDATE."""
+    session.execute(update(AudioLink).where(AudioLink.token == token, AudioLink.binding.in_(("", binding)),
+                                            AudioLink.fetched_at.is_(None))
+                    .values(fetched_at=now or utcnow()))
 
 
 def playback_event(session: Session, token: str, event: str, binding: str = "",
@@ -135,14 +132,15 @@ def playback_event(session: Session, token: str, event: str, binding: str = "",
         return None
     if event == "play" and link.fetched_at is None:
         return {"ok": False, "both": False}  # playback cannot start before the bytes were fetched
-    invite = session.get(Rater, link.rater_id).invite_token
-    audio_token = session.get(Rating, link.rating_id).audio_token
+    rating, trial = session.get(Rating, link.rating_id), session.get(Trial, link.trial_id)
+    if trial.rater_id != link.rater_id:
+        return None  # the block changed hands since (never, in practice): the link is void
     _touch(link, now)
     if event == "play":
-        record_play_start(session, invite, audio_token, now=now)
+        play_started(session, rating, trial, now)
         ok = True
     else:
-        ok = record_play_end(session, invite, audio_token, now=now)
+        ok = play_ended(session, rating, trial, now)
     ends = session.scalars(select(Rating.play_ended_at).where(Rating.trial_id == link.trial_id)).all()
     return {"ok": ok, "both": bool(ends) and all(e is not None for e in ends)}
 

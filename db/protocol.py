@@ -157,14 +157,21 @@ def audio_file(session: Session, invite_token: str, audio_token: str) -> Path:
 
 
 def record_play_start(session: Session, invite_token: str, audio_token: str, now: dt.datetime | None = None) -> None:
-    """The server saw playback of a clip start (keeps the first time; opens a play that an end may close).
-
-    Starting one clip cancels the play in progress of the trial's other clip: the page plays one clip at a
-    time, so A and B "playing" at once (a script, or two tabs) never count as two full plays.
-    """
-    now = _now(now)
+    """The server saw playback of a clip start (keeps the first time; opens a play that an end may close)."""
     rater = rater_by_token(session, invite_token)
-    rating, trial = served_rating(session, rater, audio_token)
+    play_started(session, *served_rating(session, rater, audio_token), _now(now))
+
+
+def record_play_end(session: Session, invite_token: str, audio_token: str, now: dt.datetime | None = None) -> bool:
+    """The clip's ended event; True when it counts as a full play (see `play_ended`)."""
+    rater = rater_by_token(session, invite_token)
+    return play_ended(session, *served_rating(session, rater, audio_token), _now(now))
+
+
+def play_started(session: Session, rating: Rating, trial: Trial, now: dt.datetime) -> None:
+    """Playback of a served clip started. It cancels the play in progress of the trial's other clip: the
+    page plays one clip at a time, so A and B "playing" at once (a script, two tabs) are never two full plays.
+    """
     if trial.submitted_at is not None:
         return
     session.execute(update(Rating).where(Rating.trial_id == trial.id, Rating.id != rating.id)
@@ -174,20 +181,17 @@ def record_play_start(session: Session, invite_token: str, audio_token: str, now
     session.flush()
 
 
-def record_play_end(session: Session, invite_token: str, audio_token: str, now: dt.datetime | None = None) -> bool:
-    """The clip's ended event; a full play only if this clip's play is still open (no other clip started
-    since) and enough wall time passed since its start.
+def play_ended(session: Session, rating: Rating, trial: Trial, now: dt.datetime) -> bool:
+    """A served clip's end: a full play only if its play is still open (no other clip started since)
+    and enough wall time passed since that play started.
     """
-    now = _now(now)
-    rater = rater_by_token(session, invite_token)
-    rating, trial = served_rating(session, rater, audio_token)
     if rating.play_ended_at is not None:
         return True
     if trial.submitted_at is not None or rating.playing_since is None:
         return False  # never started, or the other clip started since (overlapping playback)
-    study = session.get(Study, trial.study_id)
-    duration = session.get(Stimulus, rating.stimulus_id).duration
-    needed = float(study.protocol.get("min_listen_fraction", 0.95)) * duration
+    protocol = session.scalar(select(Study.protocol).where(Study.id == trial.study_id))
+    duration = session.scalar(select(Stimulus.duration).where(Stimulus.id == rating.stimulus_id))
+    needed = float(protocol.get("min_listen_fraction", 0.95)) * duration
     if (now - rating.playing_since).total_seconds() < needed:
         return False  # an "ended" event sooner than the clip can play is not a full play
     rating.play_ended_at = now

@@ -50,20 +50,14 @@ def wav_bytes(path: str | Path, nonce: bytes | None = None) -> bytes:
 
 
 class StimulusTokens:
-    """Audio URL tokens over the database: mint per served trial, resolve per fetch, record playback events."""
+    """Audio URL tokens over the database: resolve per fetch, record playback events (minting happens with
+    the trial's serve, in its transaction: `db.audio_links.mint_links`)."""
 
     def __init__(self, db: Database, writing: Callable[[], AbstractContextManager[Session]] | None = None,
                  render: Callable[[Path, bytes], bytes] = wav_bytes):
         self._db = db
         self._writing = writing or db.write_session  # the app serialises its writers in-process (AppContext)
         self._render = render
-
-    def mint(self, invite: str, audio_tokens: dict[str, str], binding: str = "") -> dict[str, str]:
-        """{slot: rating audio token} -> {slot: URL token} (see `db.audio_links.mint_links`)."""
-        def run() -> dict[str, str]:
-            with self._writing() as s:
-                return audio_links.mint_links(s, invite, audio_tokens, binding)
-        return with_retries(run)
 
     def payload(self, token: str, binding: str = "") -> bytes | None:
         """The clip's bytes for this link and browser (re-rendered per fetch, identical for every fetch)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from db import audio_links
 from db.audio_links import TooManyReloads
 from db.engine import DatabaseBusy
 from db.models import Rating
@@ -110,8 +111,19 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
     """The rater's next (or current, after a reload) trial with fresh one-time audio URLs; or the end."""
     if not session.invite:
         return Screen("join", "Enter the invitation code you received.")
+
+    def serve(s) -> tuple[TrialView | None, dict[str, str] | None]:
+        view = next_trial(s, session.invite)  # a first serve or a block assignment writes
+        if view is None:
+            return None, None
+        try:  # the audio links in the same transaction: one write per page load
+            return view, audio_links.mint_links(s, session.invite, {"A": view.audio_a, "B": view.audio_b},
+                                                session.binding)
+        except TooManyReloads:
+            return view, None
+
     try:
-        view = ctx.write(lambda s: next_trial(s, session.invite))  # a first serve or block assignment writes
+        view, urls = ctx.write(serve)
     except DatabaseBusy:
         return Screen("join", BUSY)
     except RatingRefused:
@@ -124,15 +136,10 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
     if session.trial is None or session.trial.trial_token != view.trial_token:
         session.ended = _already_ended(ctx, view)  # a reload or another device keeps full plays
     session.trial = view
-    try:
-        session.urls = ctx.tokens.mint(session.invite, {"A": view.audio_a, "B": view.audio_b}, session.binding)
-    except TooManyReloads:
-        session.urls = {}
+    session.urls = urls or {}
+    if urls is None:
         return Screen("trial", "This page was reloaded too often. Wait a minute, then reload it.", trial=view,
                       instructions=view.instructions)
-    except DatabaseBusy:
-        session.urls = {}
-        return Screen("trial", BUSY + " (Reload the page.)", trial=view, instructions=view.instructions)
     return Screen("trial", trial=view, urls=dict(session.urls), instructions=view.instructions)
 
 
