@@ -119,3 +119,20 @@ def test_pseudonyms_are_long_and_a_collision_is_drawn_again(tmp_path, monkeypatc
         names = s.scalars(select(Rater.pseudonym)).all()
     assert len(made) == 5 and len(names) == len(set(names)) == 56
     database.dispose()
+
+
+def test_researchers_text_fields_are_bounded_too(workspace, monkeypatch):
+    from webapp import admin as A
+    from webapp.auth import AdminSession
+    from webapp.config import load_config
+    from webapp.context import make_context
+
+    monkeypatch.setenv("OBT_EVAL_ADMIN_PASSWORD", "pw")
+    ctx = make_context(load_config(workspace.root, start_worker=False))
+    admin = AdminSession(user="admin")
+    with pytest.raises(BadInputError, match="longer than"):
+        A.launch(ctx, admin, "selftest", '{"x": "' + "y" * 70_000 + '"}')
+    with pytest.raises(BadInputError, match="longer than"):
+        A.register_corpus(ctx, admin, "/" + "x" * 5000, "c", "", "")
+    with pytest.raises(BadInputError, match="must be text"):
+        A.create_study_job(ctx, admin, "s", {"not": "text"}, "", 10, 10)

@@ -30,6 +30,19 @@ from webapp.rating import completion_code
 from webapp.uploads import discard
 
 JOB_COLUMNS = ["id", "kind", "state", "progress", "message", "started", "seconds"]
+MAX_PARAMS_CHARS = 64 * 1024
+MAX_FIELD_CHARS = 4096  # a path, a name, a list of systems
+
+
+def _bounded(value: object, what: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """A text field as sent by the page (or by a script): a string of bounded length, else a clear refusal."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadInputError(f"the {what} must be text")
+    if len(value) > limit:
+        raise BadInputError(f"the {what} is longer than {limit} characters", "shorten it")
+    return value
 
 
 def job_kinds(session: AdminSession) -> list[str]:
@@ -47,6 +60,8 @@ def job_template(session: AdminSession, kind: str) -> tuple[str, str]:
 
 def launch(ctx: AppContext, session: AdminSession, kind: str, params_json: str) -> jobs.JobView:
     require_admin(session)
+    kind = _bounded(kind, "job kind", 100)
+    params_json = _bounded(params_json, "parameter JSON", MAX_PARAMS_CHARS)
     if not kind:
         raise BadInputError("choose a job kind first")
     try:
@@ -132,6 +147,9 @@ def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: s
                     alignments: str) -> jobs.JobView:
     """Ingest a folder that already is on the server (or on the shared disk of the workers)."""
     require_admin(session)
+    folder, name, metadata, alignments = (_bounded(v, w) for v, w in ((folder, "folder"), (name, "corpus name"),
+                                                                     (metadata, "metadata path"),
+                                                                     (alignments, "alignments path")))
     check_name((name or "").strip(), "corpus name")
     if not folder or not Path(folder).expanduser().is_dir():
         raise BadInputError(f"no folder {folder!r} on the server", "give the full path of a folder of recordings")
@@ -152,7 +170,7 @@ def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | Non
     themselves are deleted from Gradio's folder once used (`uploaded`: Gradio's set of them).
     """
     require_admin(session)
-    name = (name or "").strip()
+    name = _bounded(name, "corpus name").strip()
     check_name(name, "corpus name")
     if not files:
         raise BadInputError("no files uploaded", "choose audio files or a zip archive of them")
@@ -210,7 +228,9 @@ def study_names(ctx: AppContext, session: AdminSession) -> list[str]:
 def create_study_job(ctx: AppContext, session: AdminSession, name: str, systems: str, reference: str,
                      target_ratings: float | None, trials_per_block: float | None) -> jobs.JobView:
     require_admin(session)
-    params: dict[str, Any] = {"name": (name or "").strip(), "systems": systems or ""}
+    name, systems, reference = (_bounded(v, w) for v, w in ((name, "study name"), (systems, "systems"),
+                                                            (reference, "reference")))
+    params: dict[str, Any] = {"name": name.strip(), "systems": systems}
     if reference and reference.strip():
         params["reference"] = reference.strip()
     if target_ratings:
