@@ -16,9 +16,9 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 
 from starlette.formparsers import MultiPartException
+from starlette.requests import cookie_parser
 
 CLIENT_COOKIE = "obt_client"
 CLIENT_COOKIE_SECONDS = 30 * 24 * 3600
@@ -55,17 +55,9 @@ class GuardSettings:
     max_body_bytes: int = MAX_BODY_BYTES
 
 
-def _cookies(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    jar: dict[str, str] = {}
-    for name, value in headers:
-        if name == b"cookie":
-            parsed = SimpleCookie()
-            try:
-                parsed.load(value.decode("latin-1"))
-            except Exception:  # noqa: BLE001 — a malformed cookie header is treated as no cookie
-                continue
-            jar.update({k: m.value for k, m in parsed.items()})
-    return jar
+def _cookie_header(headers: list[tuple[bytes, bytes]]) -> str:
+    """All Cookie headers as one (Starlette, and so every route and callback, reads only the first)."""
+    return "; ".join(value.decode("latin-1") for name, value in headers if name == b"cookie")
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -102,14 +94,16 @@ class Guard:
             await _answer(send, 404, "Not Found")
             return
         headers = list(scope["headers"])
-        cookies = _cookies(headers)
+        cookie_text = _cookie_header(headers)
+        cookies = cookie_parser(cookie_text)
         extra: list[tuple[bytes, bytes]] = []
         client = cookies.get(CLIENT_COOKIE)
         if not _valid_client_cookie(client):
             # A new browser (or a script): give it a session cookie, and let this request already carry it,
             # so what this request mints is bound to the cookie the browser will send from now on.
             client = secrets.token_urlsafe(24)
-            headers.append((b"cookie", f"{CLIENT_COOKIE}={client}".encode()))
+            cookie_text = f"{cookie_text}; {CLIENT_COOKIE}={client}" if cookie_text else f"{CLIENT_COOKIE}={client}"
+            headers = [(k, v) for k, v in headers if k != b"cookie"] + [(b"cookie", cookie_text.encode("latin-1"))]
             scope = {**scope, "headers": headers}
             secure = scope.get("scheme") == "https" or _header(headers, b"x-forwarded-proto") == "https"
             extra.append((b"set-cookie", (f"{CLIENT_COOKIE}={client}; Path=/; Max-Age={CLIENT_COOKIE_SECONDS}; "
