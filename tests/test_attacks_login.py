@@ -7,6 +7,7 @@ import json
 
 import pytest
 from app_helpers import PASSWORD, RawGradio, served_app
+from study_helpers import test_db_url
 
 from db import open_database, throttle
 from webapp.auth import AdminSession, check_password, client_address, client_key, parse_proxies
@@ -22,7 +23,7 @@ def frozen(monkeypatch):
 
 @pytest.fixture
 def database(tmp_path):
-    db = open_database(f"sqlite:///{tmp_path / 't.db'}")
+    db = open_database(test_db_url(tmp_path))  # SQLite, or $OBT_EVAL_TEST_DB (PostgreSQL in CI)
     yield db
     db.dispose()
 
