@@ -5,7 +5,8 @@ simulated rater speaks the browser's protocol (Gradio queue/join + event stream,
 join, profile, and per trial: fetch both clips, play/end reports after the clip's real duration, the
 unlock event, submit (records the rating and returns the next trial); every third trial also a reload
 (serves the current trial again, as a refresh or a second device does).
-Prints one JSON object: median and p95 latency per call kind, ratings submitted vs stored (none lost).
+Prints one JSON object: median and p95 latency per call kind, ratings submitted vs stored (none lost),
+and the app process's CPU time per stored rating (less sensitive than latency to other load on the machine).
 
     python benchmarks/app_load.py --raters 50 --trials 12 --max-seconds 300          # realistic pace
     python benchmarks/app_load.py --raters 50 --clip-seconds 0.5 --think-seconds 0   # stress: ~10x faster
@@ -110,6 +111,15 @@ class Rater:
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,6 +176,7 @@ def main() -> None:
             rng = random.Random(0)
             for r in raters:
                 r.start_delay = rng.uniform(0, 2 * args.clip_seconds + args.think_seconds)
+            cpu_before = cpu_seconds(server.pid)
             deadline = time.monotonic() + args.max_seconds
             threads = [threading.Thread(target=r.run, args=(args.trials, deadline)) for r in raters]
             t_run = time.perf_counter()
@@ -174,6 +185,7 @@ def main() -> None:
             for t in threads:
                 t.join()
             wall = time.perf_counter() - t_run
+            server_cpu = cpu_seconds(server.pid) - cpu_before
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -199,6 +211,9 @@ def main() -> None:
             "ended_event": summary(timings.get("ended_event", [])),
             "audio_fetch": summary(timings.get("audio", [])),
             "ratings_submitted": submitted, "ratings_stored": int(stored), "ratings_lost": submitted - int(stored),
+            "server_cpu_seconds": round(server_cpu, 1),
+            "server_cpu_ms_per_rating": round(1000 * server_cpu / max(1, int(stored)), 1),
+            "load_average": [round(x, 1) for x in os.getloadavg()],
             "errors": errors[:10], "num_errors": len(errors),
         }
         print(json.dumps(out))

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+# Errors that a retry of the whole transaction can cure: SQLite's lock/busy (also the immediate
+# SQLITE_BUSY_SNAPSHOT of a read that turns into a write after another process wrote), PostgreSQL's
+# deadlock and serialisation failures.
+TRANSIENT = ("database is locked", "database table is locked", "database is busy", "deadlock detected",
+             "could not serialize access", "lock timeout")
 
 ENV_DB = "OBT_EVAL_DB"
 SQLITE_BUSY_TIMEOUT_MS = 15000  # TTS Arena 2026 uses 15 s; writers wait instead of failing
@@ -50,6 +60,28 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+class DatabaseBusy(RuntimeError):
+    """The database stayed locked through every retry: the caller answers "try again" (HTTP 503)."""
+
+
+def transient(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and any(t in str(exc).lower() for t in TRANSIENT)
+
+
+def with_retries(fn: Callable[[], T], attempts: int = 4, first_wait: float = 0.05) -> T:
+    """Run a whole transaction again (briefly, with back-off) while the database reports a transient lock."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if not transient(exc):
+                raise
+            if attempt == attempts - 1:
+                raise DatabaseBusy(f"the database stayed busy through {attempts} tries") from exc
+            time.sleep(first_wait * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 @dataclass
 class Database:
     """An engine plus a session factory; `session()` commits on success and rolls back on error."""
@@ -67,6 +99,16 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextlib.contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session for a transaction that writes: on SQLite it takes the write lock first (BEGIN IMMEDIATE),
+        so it waits for other writers (busy timeout) instead of failing when its first read turns into a write.
+        """
+        with self.session() as session:
+            if self.engine.dialect.name == "sqlite":
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

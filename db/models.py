@@ -157,12 +157,45 @@ class Rating(Base):
     audio_token: Mapped[str] = mapped_column(String(64), unique=True)
     served_at: Mapped[dt.datetime | None] = mapped_column()
     first_play_at: Mapped[dt.datetime | None] = mapped_column()
+    # The start of the play now in progress: cleared by its end, and by the other clip of the trial starting
+    # (A and B playing at once is not two full plays).
+    playing_since: Mapped[dt.datetime | None] = mapped_column()
     play_ended_at: Mapped[dt.datetime | None] = mapped_column()
     score: Mapped[int | None] = mapped_column(Integer)
     submitted_at: Mapped[dt.datetime | None] = mapped_column()
 
     trial: Mapped[Trial] = relationship(back_populates="ratings")
     stimulus: Mapped[Stimulus] = relationship()
+
+
+class AudioLink(Base):
+    """One audio URL token served to a rater: which clip, for which browser, until when.
+
+    Kept in the database (not in one process's memory) so several app replicas can serve one study; it
+    holds no audio bytes (each fetch re-renders the clip from its file, deterministically from `seed`).
+    """
+
+    __tablename__ = "audio_links"
+    __table_args__ = (Index("ix_audio_links_rater_trial", "rater_id", "trial_id"),)
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="CASCADE"))
+    binding: Mapped[str] = mapped_column(String(64))  # hash of the browser's session cookie ("" = unbound)
+    seed: Mapped[str] = mapped_column(String(64))  # per-link randomness of the served bytes (hex)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+    fetched_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class ClientThrottle(Base):
+    """Failed attempts per client and action (e.g. a researcher login from one address), with back-off."""
+
+    __tablename__ = "client_throttle"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[dt.datetime | None] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class Job(Base):

@@ -141,7 +141,7 @@ def next_trial(session: Session, invite_token: str, now: dt.datetime | None = No
     )
 
 
-def _served_rating(session: Session, rater: Rater, audio_token: str) -> tuple[Rating, Trial]:
+def served_rating(session: Session, rater: Rater, audio_token: str) -> tuple[Rating, Trial]:
     rating = session.scalar(select(Rating).where(Rating.audio_token == audio_token))
     trial = session.get(Trial, rating.trial_id) if rating is not None else None
     if rating is None or trial is None or trial.rater_id != rater.id or trial.served_at is None:
@@ -152,34 +152,50 @@ def _served_rating(session: Session, rater: Rater, audio_token: str) -> tuple[Ra
 def audio_file(session: Session, invite_token: str, audio_token: str) -> Path:
     """The file behind an audio token — only for a trial served to this rater (the app streams its bytes)."""
     rater = rater_by_token(session, invite_token)
-    rating, _ = _served_rating(session, rater, audio_token)
+    rating, _ = served_rating(session, rater, audio_token)
     return Path(session.get(Stimulus, rating.stimulus_id).audio_path)
 
 
 def record_play_start(session: Session, invite_token: str, audio_token: str, now: dt.datetime | None = None) -> None:
-    """The server saw playback of a clip start (keeps the first time)."""
+    """The server saw playback of a clip start (keeps the first time; opens a play that an end may close)."""
     rater = rater_by_token(session, invite_token)
-    rating, trial = _served_rating(session, rater, audio_token)
-    if trial.submitted_at is None and rating.first_play_at is None:
-        rating.first_play_at = _now(now)
-        session.flush()
+    play_started(session, *served_rating(session, rater, audio_token), _now(now))
 
 
 def record_play_end(session: Session, invite_token: str, audio_token: str, now: dt.datetime | None = None) -> bool:
-    """The clip's ended event; counts as a full play only if enough wall time passed since its start."""
-    now = _now(now)
+    """The clip's ended event; True when it counts as a full play (see `play_ended`)."""
     rater = rater_by_token(session, invite_token)
-    rating, trial = _served_rating(session, rater, audio_token)
+    return play_ended(session, *served_rating(session, rater, audio_token), _now(now))
+
+
+def play_started(session: Session, rating: Rating, trial: Trial, now: dt.datetime) -> None:
+    """Playback of a served clip started. It cancels the play in progress of the trial's other clip: the
+    page plays one clip at a time, so A and B "playing" at once (a script, two tabs) are never two full plays.
+    """
+    if trial.submitted_at is not None:
+        return
+    session.execute(update(Rating).where(Rating.trial_id == trial.id, Rating.id != rating.id)
+                    .values(playing_since=None))
+    rating.first_play_at = rating.first_play_at or now
+    rating.playing_since = now
+    session.flush()
+
+
+def play_ended(session: Session, rating: Rating, trial: Trial, now: dt.datetime) -> bool:
+    """A served clip's end: a full play only if its play is still open (no other clip started since)
+    and enough wall time passed since that play started.
+    """
     if rating.play_ended_at is not None:
         return True
-    if trial.submitted_at is not None or rating.first_play_at is None:
-        return False
-    study = session.get(Study, trial.study_id)
-    duration = session.get(Stimulus, rating.stimulus_id).duration
-    needed = float(study.protocol.get("min_listen_fraction", 0.95)) * duration
-    if (now - rating.first_play_at).total_seconds() < needed:
+    if trial.submitted_at is not None or rating.playing_since is None:
+        return False  # never started, or the other clip started since (overlapping playback)
+    protocol = session.scalar(select(Study.protocol).where(Study.id == trial.study_id))
+    duration = session.scalar(select(Stimulus.duration).where(Stimulus.id == rating.stimulus_id))
+    needed = float(protocol.get("min_listen_fraction", 0.95)) * duration
+    if (now - rating.playing_since).total_seconds() < needed:
         return False  # an "ended" event sooner than the clip can play is not a full play
     rating.play_ended_at = now
+    rating.playing_since = None
     session.flush()
     return True
 

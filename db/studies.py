@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Block, Rater, Rating, Stimulus, Study, System, Trial, utcnow
@@ -111,18 +114,56 @@ def create_study(session: Session, name: str, protocol: dict[str, Any], design: 
     return study
 
 
+# 60 random bits: 200,000 raters of one database collide with probability ~2e-8, and a collision is retried.
+PSEUDONYM_BYTES = 8
+PSEUDONYM_CHARS = 12
+_INSERT_CHUNK = 500  # rows per INSERT / names per IN (...) lookup: far below every backend's parameter limit
+
+
+def new_pseudonym() -> str:
+    """``R-`` and 12 base32 characters (60 bits): short enough to read out, long enough not to collide."""
+    return "R-" + base64.b32encode(secrets.token_bytes(PSEUDONYM_BYTES)).decode()[:PSEUDONYM_CHARS]
+
+
+def _free_pseudonyms(session: Session, count: int) -> list[str]:
+    """`count` new pseudonyms, distinct from each other and from every rater already stored."""
+    names: list[str] = []
+    wanted = count
+    for _ in range(100):
+        fresh = list(dict.fromkeys(new_pseudonym() for _ in range(wanted)))
+        fresh = [n for n in fresh if n not in names]
+        taken: set[str] = set()
+        for i in range(0, len(fresh), _INSERT_CHUNK):
+            chunk = fresh[i:i + _INSERT_CHUNK]
+            taken.update(session.scalars(select(Rater.pseudonym).where(Rater.pseudonym.in_(chunk))))
+        names += [n for n in fresh if n not in taken]
+        wanted = count - len(names)
+        if wanted == 0:
+            return names
+    raise RuntimeError("could not draw unused rater pseudonyms")  # only with a broken random source
+
+
 def invite_raters(session: Session, study: Study, count: int = 1) -> list[dict[str, str]]:
-    """New pseudonymous raters; returns each one's pseudonym and secret invite token (show it once)."""
+    """New pseudonymous raters; returns each one's pseudonym and secret invite token (show it once).
+
+    Pseudonyms are drawn until none is in use; a concurrent invite that takes one first makes the insert
+    fail, and it is drawn again (inside a savepoint, so the caller's transaction stays usable).
+    """
     if count < 1:
         raise BadInputError("invite at least one rater", "pass --count N with N >= 1")
-    out = []
-    for _ in range(count):
-        rater = Rater(study_id=study.id, pseudonym=f"R-{secrets.token_hex(4).upper()}",
-                      invite_token=secrets.token_urlsafe(24))
-        session.add(rater)
-        out.append({"pseudonym": rater.pseudonym, "invite_token": rater.invite_token})
-    session.flush()
-    return out
+    for attempt in range(5):
+        rows = [{"study_id": study.id, "pseudonym": name, "invite_token": secrets.token_urlsafe(24)}
+                for name in _free_pseudonyms(session, count)]
+        try:
+            with session.begin_nested():
+                for i in range(0, len(rows), _INSERT_CHUNK):
+                    session.execute(insert(Rater), rows[i:i + _INSERT_CHUNK])
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            continue
+        return [{"pseudonym": r["pseudonym"], "invite_token": r["invite_token"]} for r in rows]
+    raise AssertionError("unreachable")
 
 
 def rater_by_token(session: Session, invite_token: str) -> Rater:
@@ -132,12 +173,30 @@ def rater_by_token(session: Session, invite_token: str) -> Rater:
     return rater
 
 
+MAX_LANGUAGES = 20
+MAX_LANGUAGE_CHARS = 60
+MAX_PROFILE_BYTES = 4096
+
+
+def check_profile(languages: list[str], profile: dict[str, Any] | None) -> None:
+    """Bounds on what a rater's browser may store (anything a client sends is checked here, on the server)."""
+    if len(languages) > MAX_LANGUAGES:
+        raise BadInputError(f"at most {MAX_LANGUAGES} languages", "list the languages you speak best")
+    for lang in languages:
+        if not isinstance(lang, str) or not 0 < len(lang) <= MAX_LANGUAGE_CHARS:
+            raise BadInputError(f"a language name has 1-{MAX_LANGUAGE_CHARS} characters",
+                                "write languages as short names separated by commas")
+    if profile and len(json.dumps(profile, default=str)) > MAX_PROFILE_BYTES:
+        raise BadInputError(f"the profile is larger than {MAX_PROFILE_BYTES} bytes", "answer briefly")
+
+
 def register_rater(session: Session, invite_token: str, *, native_speaker: bool, linguist: bool,
                    languages: list[str], consent: bool, profile: dict[str, Any] | None = None,
                    now: dt.datetime | None = None) -> Rater:
     """Record a rater's profile and consent; nothing is served before consent."""
     if not consent:
         raise BadInputError("consent is required before rating", "read the information sheet and give consent")
+    check_profile(list(languages), profile)
     rater = rater_by_token(session, invite_token)
     rater.native_speaker = native_speaker
     rater.linguist = linguist

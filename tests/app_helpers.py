@@ -49,6 +49,8 @@ def served_app(workspace_root: Path, start_worker: bool = False) -> Iterator[tup
     from webapp.server import create_app, start_background
 
     os.environ["OBT_EVAL_ADMIN_PASSWORD"] = PASSWORD
+    # Loopback is a trusted proxy here, so a test can speak for several clients with X-Forwarded-For.
+    os.environ["OBT_EVAL_TRUSTED_PROXIES"] = "127.0.0.1/32"
     port = free_port()
     config = load_config(workspace_root, "127.0.0.1", port, start_worker)
     app = create_app(config)
@@ -128,12 +130,12 @@ def alive(pid: int) -> bool:
 class RawGradio:
     """The browser's own protocol (queue/join + the SSE stream), spoken by a script: what an attacker can do."""
 
-    def __init__(self, base: str, session_hash: str | None = None):
+    def __init__(self, base: str, session_hash: str | None = None, headers: dict | None = None):
         import secrets
 
         self.base = base
         self.session_hash = session_hash or secrets.token_hex(6)
-        self.http = httpx.Client(timeout=30)
+        self.http = httpx.Client(timeout=30, headers=headers)
         self.config = self.http.get(f"{base}/config").json()
         self.components = {c["id"]: c for c in self.config["components"]}
 

@@ -64,12 +64,12 @@ def test_a_raters_session_cannot_use_any_researcher_endpoint(app):
 
 def test_the_password_is_checked_on_the_server(app):
     base, config, ws, invites = app
-    attacker = RawGradio(base)
+    attacker = RawGradio(base, headers={"X-Forwarded-For": "198.51.100.7"})  # through the (trusted) loopback proxy
     index, dep = attacker.dependency("on_login")
     for guess in ("", "admin", "password"):
         reply = attacker.call(index, [guess, None])
         assert "wrong password" in json.dumps(reply) and "pilot" not in json.dumps(reply)
-    researcher = RawGradio(base)
+    researcher = RawGradio(base, headers={"X-Forwarded-For": "198.51.100.8"})
     reply = researcher.call(index, [PASSWORD, None])
     assert "pilot" in json.dumps(reply)  # the study list arrives only after a login
     launch_index, _ = researcher.dependency("on_launch")

@@ -31,12 +31,14 @@ def study(workspace, monkeypatch):
 
 
 def _listen(ctx, session, client, slots=("A", "B")):
-    """What the page's player does: fetch the clip, report play, (the clip plays), report its end."""
+    """What the page's player does, one clip after the other: fetch, report play, (the clip plays), report its end."""
+    results = []
     for slot in slots:
         assert client.get(f"/stim/{session.urls[slot]}").status_code == 200
         assert client.post(f"/stim/{session.urls[slot]}/play").json()["ok"]
-    time.sleep(CLIP_SECONDS + 0.15)
-    return [client.post(f"/stim/{session.urls[slot]}/ended").json() for slot in slots]
+        time.sleep(CLIP_SECONDS + 0.15)
+        results.append(client.post(f"/stim/{session.urls[slot]}/ended").json())
+    return results
 
 
 def test_a_rater_completes_the_study_once_per_trial(study):

@@ -17,7 +17,7 @@ from db.models import Base, Job
 def test_migration_matches_models_and_is_idempotent(db_url):
     database = open_database(db_url)
     upgrade_to_head(database.engine)  # a second upgrade is a no-op
-    assert current_revision(database.engine) == "0001"
+    assert current_revision(database.engine) == "0002"
     with database.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == [], f"models and migrations differ: {diff}"

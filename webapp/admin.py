@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import zipfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from db.models import Rater, Study
 from db.studies import get_study, invite_raters, list_studies
+from obt_eval.archive import ArchiveLimits, extract_zip, merge_into
 from obt_eval.errors import BadInputError
 from obt_eval.workspace import check_name
 from pipelines import jobs
@@ -26,8 +27,22 @@ from pipelines.steps import get_step, kinds
 from webapp.auth import AdminSession, require_admin
 from webapp.context import AppContext
 from webapp.rating import completion_code
+from webapp.uploads import discard
 
 JOB_COLUMNS = ["id", "kind", "state", "progress", "message", "started", "seconds"]
+MAX_PARAMS_CHARS = 64 * 1024
+MAX_FIELD_CHARS = 4096  # a path, a name, a list of systems
+
+
+def _bounded(value: object, what: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """A text field as sent by the page (or by a script): a string of bounded length, else a clear refusal."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadInputError(f"the {what} must be text")
+    if len(value) > limit:
+        raise BadInputError(f"the {what} is longer than {limit} characters", "shorten it")
+    return value
 
 
 def job_kinds(session: AdminSession) -> list[str]:
@@ -45,6 +60,8 @@ def job_template(session: AdminSession, kind: str) -> tuple[str, str]:
 
 def launch(ctx: AppContext, session: AdminSession, kind: str, params_json: str) -> jobs.JobView:
     require_admin(session)
+    kind = _bounded(kind, "job kind", 100)
+    params_json = _bounded(params_json, "parameter JSON", MAX_PARAMS_CHARS)
     if not kind:
         raise BadInputError("choose a job kind first")
     try:
@@ -130,6 +147,9 @@ def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: s
                     alignments: str) -> jobs.JobView:
     """Ingest a folder that already is on the server (or on the shared disk of the workers)."""
     require_admin(session)
+    folder, name, metadata, alignments = (_bounded(v, w) for v, w in ((folder, "folder"), (name, "corpus name"),
+                                                                     (metadata, "metadata path"),
+                                                                     (alignments, "alignments path")))
     check_name((name or "").strip(), "corpus name")
     if not folder or not Path(folder).expanduser().is_dir():
         raise BadInputError(f"no folder {folder!r} on the server", "give the full path of a folder of recordings")
@@ -141,38 +161,49 @@ def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: s
     return jobs.submit("ingest", params, ctx.workspace)
 
 
-def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | None, name: str) -> jobs.JobView:
-    """Move uploaded recordings (or zip archives of them) into ``workspace/uploads/<name>/`` and ingest them."""
+def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | None, name: str,
+                  uploaded: set[str] | None = None) -> jobs.JobView:
+    """Move uploaded recordings (or zip archives of them) into ``workspace/uploads/<name>/`` and ingest them.
+
+    Everything is staged in a temporary folder first (archives extracted with limits by
+    `obt_eval.archive`), and moved into place only when every file and archive was valid. The uploads
+    themselves are deleted from Gradio's folder once used (`uploaded`: Gradio's set of them).
+    """
     require_admin(session)
-    name = (name or "").strip()
+    name = _bounded(name, "corpus name").strip()
     check_name(name, "corpus name")
     if not files:
         raise BadInputError("no files uploaded", "choose audio files or a zip archive of them")
-    dest = Path(ctx.workspace.root) / "uploads" / name
-    dest.mkdir(parents=True, exist_ok=True)
-    metadata = None
-    for item in files:
-        path = Path(item if isinstance(item, str) else getattr(item, "name", str(item)))
-        if path.suffix.lower() == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                for member in archive.infolist():
-                    target = (dest / member.filename).resolve()
-                    if not str(target).startswith(str(dest.resolve())):  # zip-slip: never write outside dest
-                        raise BadInputError(f"the archive entry {member.filename!r} points outside the folder")
-                    if member.is_dir():
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)
-        else:
-            shutil.copy2(path, dest / path.name)
-        if path.name.lower() == "metadata.csv":
-            metadata = str(dest / path.name)
+    if len(files) > ctx.config.upload_max_files:
+        raise BadInputError(f"more than {ctx.config.upload_max_files} files", "put the recordings in a zip archive")
+    paths = [Path(item if isinstance(item, str) else getattr(item, "name", str(item))) for item in files]
+    for path in paths:
+        if not path.is_file():
+            raise BadInputError(f"the upload {path.name!r} is gone", "upload the files again")
+    root = Path(ctx.workspace.root) / "uploads"
+    root.mkdir(parents=True, exist_ok=True)
+    budget = 4 * ctx.config.upload_max_bytes  # what all archives of one upload may expand to
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.upload-", dir=root))
+    try:
+        for path in paths:
+            if path.suffix.lower() == ".zip":
+                extracted = extract_zip(path, staging, ArchiveLimits(max_total_bytes=budget))
+                budget -= sum(p.stat().st_size for p in extracted)
+            else:
+                if path.name.startswith(".") or "/" in path.name or "\\" in path.name:
+                    raise BadInputError(f"the file name {path.name!r} is not allowed", "rename the file")
+                shutil.copy2(path, staging / path.name)
+        moved = merge_into(staging, root / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    discard(paths, uploaded)
+    dest = root / name
+    metadata = next((p for p in moved if p.name.lower() == "metadata.csv"), None)
     if metadata is None and (dest / "metadata.csv").exists():
-        metadata = str(dest / "metadata.csv")
+        metadata = dest / "metadata.csv"
     params: dict[str, Any] = {"audio_dir": str(dest), "name": name}
     if metadata:
-        params["metadata"] = metadata
+        params["metadata"] = str(metadata)
     return jobs.submit("ingest", params, ctx.workspace)
 
 
@@ -197,7 +228,9 @@ def study_names(ctx: AppContext, session: AdminSession) -> list[str]:
 def create_study_job(ctx: AppContext, session: AdminSession, name: str, systems: str, reference: str,
                      target_ratings: float | None, trials_per_block: float | None) -> jobs.JobView:
     require_admin(session)
-    params: dict[str, Any] = {"name": (name or "").strip(), "systems": systems or ""}
+    name, systems, reference = (_bounded(v, w) for v, w in ((name, "study name"), (systems, "systems"),
+                                                            (reference, "reference")))
+    params: dict[str, Any] = {"name": name.strip(), "systems": systems}
     if reference and reference.strip():
         params["reference"] = reference.strip()
     if target_ratings:

@@ -15,10 +15,24 @@ import pandas as pd
 
 from obt_eval.errors import ObtEvalError
 from webapp import admin as A
-from webapp.auth import AdminSession, NotAuthorised, check_password, login_oauth, require_admin
+from webapp.auth import (
+    AdminSession,
+    NotAuthorised,
+    check_password,
+    client_address,
+    cookie_key,
+    login_oauth,
+    require_admin,
+    researcher_ticket,
+)
 from webapp.context import AppContext
 
 PRIVATE = {"api_visibility": "private"}
+# After a login the page trades its one-time ticket for the HttpOnly researcher cookie that uploads need
+# (a Gradio callback cannot set a cookie); logging out clears it.
+EXCHANGE_JS = """(ticket) => { if (ticket) fetch('auth/researcher', {method: 'POST', credentials: 'same-origin',
+  headers: {'Content-Type': 'application/json'}, body: JSON.stringify({ticket: ticket})}); return []; }"""
+LOGOUT_JS = "() => { fetch('auth/logout', {method: 'POST', credentials: 'same-origin'}); return []; }"
 
 
 def _first_line(exc: Exception) -> str:
@@ -36,6 +50,7 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
         else:
             oauth_btn = None
     status = gr.Markdown(elem_id="obt-admin-status")
+    ticket = gr.Textbox(visible=False, elem_id="obt-upload-ticket")
     with gr.Column(visible=False, elem_id="obt-admin-panel") as panel:
         with gr.Row():
             who = gr.Markdown()
@@ -71,9 +86,10 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
                 reg_align = gr.Textbox(label="TextGrid folder or item file (optional)", max_lines=1)
                 reg_btn = gr.Button("Ingest folder")
             with gr.Tab("Upload recordings"):
-                up_files = gr.File(file_count="multiple", label="Audio files, metadata.csv, or a zip archive")
-                up_name = gr.Textbox(label="Corpus name", max_lines=1)
-                up_btn = gr.Button("Upload and ingest")
+                up_files = gr.File(file_count="multiple", label="Audio files, metadata.csv, or a zip archive",
+                                   elem_id="obt-upload-files")
+                up_name = gr.Textbox(label="Corpus name", max_lines=1, elem_id="obt-upload-name")
+                up_btn = gr.Button("Upload and ingest", elem_id="obt-upload-btn")
         with gr.Accordion("Studies", open=False):
             studies_df = gr.Dataframe(interactive=False, label="Studies", elem_id="obt-studies")
             with gr.Row():
@@ -122,24 +138,30 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
             study: gr.Dropdown(choices=names, value=names[-1] if names else None),
         }
 
-    overview_outputs = [login_box, panel, timer, who, demo_box, kind, jobs_df, corpora_df, studies_df, study, status]
+    overview_outputs = [login_box, panel, timer, who, demo_box, kind, jobs_df, corpora_df, studies_df, study, status,
+                        ticket]
+    signing_key = cookie_key(ctx.config.secret, ctx.config.admin_password)
 
     @guarded
-    def on_login(pw: str, session: AdminSession) -> dict:
-        if not check_password(session, pw or "", ctx.config.admin_password):
+    def on_login(pw: str, session: AdminSession, request: gr.Request) -> dict:
+        client = client_address(getattr(getattr(request, "client", None), "host", None),
+                                request.headers.get("x-forwarded-for") if request is not None else None,
+                                ctx.config.trusted_proxies)
+        if not check_password(ctx.db, session, pw if isinstance(pw, str) else "", ctx.config.admin_password, client):
             return {status: "⚠ wrong password"}
-        return overview(session) | {status: ""}
+        return overview(session) | {status: "", ticket: researcher_ticket(signing_key, session.user)}
 
     @guarded
     def on_oauth(session: AdminSession, profile: gr.OAuthProfile | None) -> dict:
         if not login_oauth(session, profile.username if profile else None, ctx.config.admin_users):
             return {status: "⚠ this Hugging Face account is not a researcher of this app"}
-        return overview(session) | {status: ""}
+        return overview(session) | {status: "", ticket: researcher_ticket(signing_key, session.user)}
 
     def on_logout(session: AdminSession) -> dict:
         session.user = None
         return {login_box: gr.Column(visible=True), panel: gr.Column(visible=False), timer: gr.Timer(active=False),
-                status: "Logged out.", jobs_df: pd.DataFrame(columns=A.JOB_COLUMNS), job_info: "", job_log: ""}
+                status: "Logged out.", jobs_df: pd.DataFrame(columns=A.JOB_COLUMNS), job_info: "", job_log: "",
+                ticket: ""}
 
     @guarded
     def on_kind(session: AdminSession, k: str) -> dict:
@@ -194,7 +216,7 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
 
     @guarded
     def on_upload(session: AdminSession, files: list | None, name: str) -> dict:
-        job = A.upload_corpus(ctx, session, files, name)
+        job = A.upload_corpus(ctx, session, files, name, ctx.uploaded)
         return {status: f"Uploaded; ingest job {job.id} queued.", job_id: job.id, jobs_df: A.jobs_table(ctx, session)}
 
     @guarded
@@ -220,11 +242,15 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
         job = A.create_study_job(ctx, session, name, systems, ref, target, block)
         return {status: f"Study job {job.id} queued.", job_id: job.id, jobs_df: A.jobs_table(ctx, session)}
 
-    login_btn.click(on_login, [password, admin_state], overview_outputs, **PRIVATE)
-    password.submit(on_login, [password, admin_state], overview_outputs, **PRIVATE)
+    login_btn.click(on_login, [password, admin_state], overview_outputs, **PRIVATE).then(
+        None, [ticket], None, js=EXCHANGE_JS, **PRIVATE)
+    password.submit(on_login, [password, admin_state], overview_outputs, **PRIVATE).then(
+        None, [ticket], None, js=EXCHANGE_JS, **PRIVATE)
     if oauth_btn is not None:
-        oauth_btn.click(on_oauth, [admin_state], overview_outputs, **PRIVATE)
-    logout_btn.click(on_logout, [admin_state], [login_box, panel, timer, status, jobs_df, job_info, job_log], **PRIVATE)
+        oauth_btn.click(on_oauth, [admin_state], overview_outputs, **PRIVATE).then(
+            None, [ticket], None, js=EXCHANGE_JS, **PRIVATE)
+    logout_btn.click(on_logout, [admin_state], [login_box, panel, timer, status, jobs_df, job_info, job_log, ticket],
+                     **PRIVATE).then(None, None, None, js=LOGOUT_JS, **PRIVATE)
     kind.change(on_kind, [admin_state, kind], [params, kind_help, status], **PRIVATE)
     launch_btn.click(on_launch, [admin_state, kind, params], [status, job_id, jobs_df], **PRIVATE)
     timer.tick(on_tick, [admin_state, job_id], [jobs_df, job_info, job_log, status, timer], show_progress="hidden",

@@ -1,31 +1,35 @@
-"""Blinded audio serving: every clip a rater hears is fetched from ``/stim/<one-time token>``.
+"""Blinded audio serving: every clip a rater hears is fetched from ``/stim/<token>``.
 
 Gradio's own audio path sends file paths and original names to the browser and gives the same URL to
 the same bytes (reference listening-tests.md §4.1). Here a random token is minted each time a trial is
-shown, maps server-side to (rater invite, rating slot), and the bytes are re-encoded as plain 16-bit
-PCM WAV with a random padding chunk: no name, no metadata, no URL or byte string shared across raters
-or serves. The token map is in memory (like Gradio's own sessions): after an app restart a refresh
-mints new tokens.
+shown, maps server-side to (rater, trial, rating slot), and the bytes are re-encoded as plain 16-bit PCM
+WAV with per-link randomness: no name, no metadata, no URL or byte string shared across raters or serves.
+
+The token map is a database table (`db.audio_links`), so app replicas share it and a reload flood cannot
+evict other raters' links; it holds no bytes (each fetch re-renders the clip, the same bytes for every
+fetch of one link, which range requests need). A link works only with the browser session cookie it was
+minted for (`webapp.guard`), lives minutes, and at most a few are live per rater and trial.
 """
 
 from __future__ import annotations
 
 import secrets
 import struct
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-TOKEN_TTL_SECONDS = 3 * 3600.0
-MAX_TOKENS = 20_000
+from db import audio_links
+from db.engine import Database, DatabaseBusy, with_retries
+from webapp.guard import CLIENT_COOKIE, binding_of
+
+RETRY_AFTER_SECONDS = 1
 
 
 def wav_bytes(path: str | Path, nonce: bytes | None = None) -> bytes:
@@ -45,76 +49,47 @@ def wav_bytes(path: str | Path, nonce: bytes | None = None) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
-@dataclass
-class _Entry:
-    invite: str
-    audio_token: str
-    created: float
-    fetched_at: float | None = None
-    payload: bytes | None = field(default=None, repr=False)
-
-
 class StimulusTokens:
-    """One-time URLs for a rater's two clips; a token is useless without the server-side map."""
+    """Audio URL tokens over the database: resolve per fetch, record playback events (minting happens with
+    the trial's serve, in its transaction: `db.audio_links.mint_links`)."""
 
-    def __init__(self, resolve: Callable[[str, str], Path], ttl: float = TOKEN_TTL_SECONDS,
-                 max_tokens: int = MAX_TOKENS, on_event: Callable[[str, str, str], dict] | None = None):
-        self._resolve = resolve  # (invite, audio_token) -> file, refusing clips not served to that rater
-        self._on_event = on_event  # (invite, audio_token, "play"|"ended") -> {"ok": bool, "both": bool}
-        self._ttl = ttl
-        self._max = max_tokens
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._lock = threading.Lock()
+    def __init__(self, db: Database, writing: Callable[[], AbstractContextManager[Session]] | None = None,
+                 render: Callable[[Path, bytes], bytes] = wav_bytes):
+        self._db = db
+        self._writing = writing or db.write_session  # the app serialises its writers in-process (AppContext)
+        self._render = render
 
-    def mint(self, invite: str, audio_token: str) -> str:
-        token = secrets.token_urlsafe(24)
-        with self._lock:
-            self._entries[token] = _Entry(invite, audio_token, time.monotonic())
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
-        return token
-
-    def _get(self, token: str) -> _Entry | None:
-        with self._lock:
-            entry = self._entries.get(token)
-            if entry is None:
-                return None
-            if time.monotonic() - entry.created > self._ttl:
-                del self._entries[token]
-                return None
-            return entry
-
-    def fetched(self, token: str) -> bool:
-        entry = self._get(token)
-        return entry is not None and entry.fetched_at is not None
-
-    def payload(self, token: str) -> bytes | None:
-        """The clip's bytes for this token (re-encoded once per token, so range requests agree)."""
-        entry = self._get(token)
-        if entry is None:
+    def payload(self, token: str, binding: str = "") -> bytes | None:
+        """The clip's bytes for this link and browser (re-rendered per fetch, identical for every fetch)."""
+        def look() -> audio_links.ServedClip | None:
+            with self._db.session() as s:
+                return audio_links.clip_for(s, token, binding)
+        clip = with_retries(look)
+        if clip is None:
             return None
-        if entry.payload is None:
-            try:
-                path = self._resolve(entry.invite, entry.audio_token)
-            except Exception:  # noqa: BLE001 — refused or missing: the caller answers 404 without detail
-                return None
-            entry.payload = wav_bytes(path)
-        entry.fetched_at = entry.fetched_at or time.monotonic()
-        return entry.payload
-
-    def event(self, token: str, name: str) -> dict | None:
-        """A playback event for a clip (recorded on the server); None for an unknown token."""
-        entry = self._get(token)
-        if entry is None or self._on_event is None or name not in ("play", "ended"):
+        try:
+            data = self._render(clip.path, clip.seed)
+        except (OSError, RuntimeError, ValueError):  # a missing or unreadable file: the caller answers 404
             return None
-        if name == "play" and entry.fetched_at is None:
-            return {"ok": False, "both": False}  # playback cannot start before the bytes were fetched
-        return self._on_event(entry.invite, entry.audio_token, name)
+        if clip.first_fetch:
+            def mark() -> None:
+                with self._writing() as s:
+                    audio_links.mark_fetched(s, token, binding)
+            with_retries(mark)
+        return data
 
-    def revoke_invite(self, invite: str) -> None:
-        with self._lock:
-            for token in [t for t, e in self._entries.items() if e.invite == invite]:
-                del self._entries[token]
+    def event(self, token: str, name: str, binding: str = "") -> dict | None:
+        """A playback event (recorded on the server); None for an unknown link or event."""
+        def run() -> dict | None:
+            with self._writing() as s:
+                return audio_links.playback_event(s, token, name, binding)
+        return with_retries(run)
+
+    def purge(self) -> int:
+        def run() -> int:
+            with self._writing() as s:
+                return audio_links.purge_expired(s)
+        return with_retries(run)
 
 
 def _range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -134,6 +109,15 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
+def _busy() -> Response:
+    return JSONResponse({"ok": False, "busy": True}, status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"})
+
+
+def _binding(request: Request) -> str:
+    return binding_of(request.cookies.get(CLIENT_COOKIE))
+
+
 def router(tokens: StimulusTokens) -> APIRouter:
     """``GET /stim/{token}``: the bytes (with Range support, which iOS Safari needs for audio), never a name."""
     api = APIRouter()
@@ -141,10 +125,13 @@ def router(tokens: StimulusTokens) -> APIRouter:
 
     @api.get("/stim/{token}", include_in_schema=False)
     def stimulus(token: str, request: Request) -> Response:
-        data = tokens.payload(token)
+        try:
+            data = tokens.payload(token, _binding(request))
+        except DatabaseBusy:
+            return _busy()
         if data is None:
-            return Response("gone: reload the page for new audio", status_code=404, media_type="text/plain",
-                            headers={"Cache-Control": "no-store"})
+            return Response("gone: reload the page for new audio (this link is for the browser it was shown in)",
+                            status_code=404, media_type="text/plain", headers={"Cache-Control": "no-store"})
         span = _range(request.headers.get("range"), len(data))
         if span is None:
             return Response(data, media_type="audio/wav", headers=headers)
@@ -153,9 +140,12 @@ def router(tokens: StimulusTokens) -> APIRouter:
                         headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
 
     @api.post("/stim/{token}/{event}", include_in_schema=False)
-    def playback_event(token: str, event: str) -> JSONResponse:
+    def playback_event(token: str, event: str, request: Request) -> Response:
         # Play and end events go here, not through the Gradio queue: they are 4 per trial and must stay cheap.
-        result = tokens.event(token, event)
+        try:
+            result = tokens.event(token, event, _binding(request))
+        except DatabaseBusy:
+            return _busy()  # the page retries after Retry-After
         if result is None:
             return JSONResponse({"ok": False}, status_code=404)
         return JSONResponse(result, headers={"Cache-Control": "no-store"})

@@ -10,10 +10,15 @@
 | `OBT_EVAL_PUBLIC_URL` | base URL put in invite links | `https://$SPACE_HOST` on Spaces, else the local URL |
 | `OBT_EVAL_BACKUP_REPO` + `HF_TOKEN` | private Hub dataset that receives SQLite snapshots | off |
 | `OBT_EVAL_BACKUP_MINUTES` | minutes between snapshots | 30 |
+| `OBT_EVAL_TRUSTED_PROXIES` | proxies (IPs, CIDRs) whose `X-Forwarded-For` names the client | private nets on Spaces |
+| `OBT_EVAL_UPLOAD_MAX_MB` | largest upload request (and file) a researcher may send | 2048 |
+| `OBT_EVAL_UPLOAD_MAX_FILES` | most files in one upload request | 200 |
+| `OBT_EVAL_UPLOAD_TTL_MINUTES` | uploaded files not ingested by then are deleted | 60 |
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -22,6 +27,8 @@ from pathlib import Path
 from obt_eval.workspace import Workspace
 
 DEFAULT_PORT = 7860  # Hugging Face Spaces' app_port default
+# A Space is reachable only through Hugging Face's proxies, which connect from private addresses.
+SPACES_PROXIES = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 
 
 def on_spaces() -> bool:
@@ -42,6 +49,10 @@ class AppConfig:
     backup_repo: str | None = None
     backup_minutes: float = 30.0
     secret: bytes = b""
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    upload_max_bytes: int = 2048 * 2**20
+    upload_max_files: int = 200
+    upload_ttl_seconds: float = 3600.0
 
     @property
     def oauth(self) -> bool:
@@ -90,4 +101,23 @@ def load_config(workspace: str | os.PathLike | None = None, host: str | None = N
         backup_repo=os.environ.get("OBT_EVAL_BACKUP_REPO") or None,
         backup_minutes=float(os.environ.get("OBT_EVAL_BACKUP_MINUTES", "30")),
         secret=_persistent_secret(ws, "app_secret", 32).encode(),
+        trusted_proxies=_proxies(),
+        upload_max_bytes=int(float(os.environ.get("OBT_EVAL_UPLOAD_MAX_MB", "2048")) * 2**20),
+        upload_max_files=int(os.environ.get("OBT_EVAL_UPLOAD_MAX_FILES", "200")),
+        upload_ttl_seconds=60 * float(os.environ.get("OBT_EVAL_UPLOAD_TTL_MINUTES", "60")),
     )
+
+
+def _proxies() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    from webapp.auth import parse_proxies
+
+    text = os.environ.get("OBT_EVAL_TRUSTED_PROXIES")
+    if text is None:
+        text = SPACES_PROXIES if on_spaces() else ""
+    try:
+        return parse_proxies(text)
+    except ValueError as exc:
+        from obt_eval.errors import BadInputError
+
+        raise BadInputError(f"OBT_EVAL_TRUSTED_PROXIES: {exc}",
+                            "give IP addresses or networks, comma-separated, e.g. 10.0.0.0/8,127.0.0.1") from exc

@@ -13,6 +13,7 @@ import gradio as gr
 
 from webapp import rating as R
 from webapp.context import AppContext
+from webapp.guard import CLIENT_COOKIE, binding_of
 
 PLAYER_JS = r"""
 const fill = (slot, frac) => {
@@ -21,8 +22,28 @@ const fill = (slot, frac) => {
 };
 const button = (slot) => element.querySelector('button.obt-play[data-slot="' + slot + '"]');
 // Play and end go to the app's own route (cheap, recorded server-side); one Gradio event unlocks the scales.
-const report = (audio, what) => fetch(audio.getAttribute('src') + '/' + what, {method: 'POST'})
-  .then((r) => r.ok ? r.json() : {ok: false, both: false}).catch(() => ({ok: false, both: false}));
+// A busy database answers 503 with Retry-After: wait and send the same event again (a few times).
+const report = (audio, what, tries = 0) => fetch(audio.getAttribute('src') + '/' + what, {method: 'POST'})
+  .then((r) => {
+    if (r.status === 503 && tries < 5) {
+      const wait = 1000 * (parseFloat(r.headers.get('Retry-After')) || 1) * (1 + tries);
+      return new Promise((ok) => setTimeout(ok, wait)).then(() => report(audio, what, tries + 1));
+    }
+    return r.ok ? r.json() : {ok: false, both: false};
+  }).catch(() => ({ok: false, both: false}));
+// A fetch that failed (busy server, network) is tried again a few times before the button shows an error.
+element.addEventListener('error', (ev) => {
+  const a = ev.target;
+  if (!a.dataset || !a.dataset.slot) return;
+  const tries = parseInt(a.dataset.tries || '0', 10);
+  if (tries < 3) {
+    a.dataset.tries = String(tries + 1);
+    setTimeout(() => a.load(), 1000 * (tries + 1));
+  } else {
+    const btn = button(a.dataset.slot);
+    if (btn) { btn.classList.add('obt-error'); btn.title = 'This recording could not be loaded. Reload the page.'; }
+  }
+}, true);
 element.addEventListener('click', (ev) => {
   const btn = ev.target.closest('button.obt-play');
   if (!btn) return;
@@ -172,25 +193,32 @@ def build_rate_tab(ctx: AppContext) -> dict:
             )
         return out
 
+    def bind(session: R.RaterSession, request: gr.Request | None) -> R.RaterSession:
+        """The audio links minted in this call work only with this browser's session cookie (webapp.guard)."""
+        cookies = getattr(request, "cookies", None) if request is not None else None
+        session.binding = binding_of(cookies.get(CLIENT_COOKIE) if cookies else None)
+        return session
+
     def on_load(session: R.RaterSession, request: gr.Request) -> dict:
         token = request.query_params.get("invite") if request is not None else None
         if not token:
             return render(R.Screen("join"), session)
-        return render(R.open_invite(ctx, session, token), session)
+        return render(R.open_invite(ctx, bind(session, request), token), session)
 
-    def on_join(code: str, session: R.RaterSession) -> dict:
-        return render(R.open_invite(ctx, session, code), session)
+    def on_join(code: str, session: R.RaterSession, request: gr.Request) -> dict:
+        return render(R.open_invite(ctx, bind(session, request), code), session)
 
-    def on_profile(n: str, li: str, langs: str, ok: bool, session: R.RaterSession) -> dict:
-        return render(R.save_profile(ctx, session, n, li, langs, ok), session)
+    def on_profile(n: str, li: str, langs: str, ok: bool, session: R.RaterSession, request: gr.Request) -> dict:
+        return render(R.save_profile(ctx, bind(session, request), n, li, langs, ok), session)
 
     def on_end(session: R.RaterSession) -> dict:
         both, message = R.unlock(ctx, session)
         return {score_a: gr.Radio(interactive=both), score_b: gr.Radio(interactive=both),
                 preference: gr.Radio(interactive=both), submit_btn: gr.Button(interactive=both), status: message}
 
-    def on_submit(a: int | None, b: int | None, pref: str | None, session: R.RaterSession) -> dict:
-        screen, _ = R.submit(ctx, session, a, b, pref)
+    def on_submit(a: int | None, b: int | None, pref: str | None, session: R.RaterSession,
+                  request: gr.Request) -> dict:
+        screen, _ = R.submit(ctx, bind(session, request), a, b, pref)
         return render(screen, session)
 
     fast = {"concurrency_limit": None, "show_progress": "hidden"}

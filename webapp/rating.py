@@ -14,18 +14,25 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from db import audio_links
+from db.audio_links import TooManyReloads
+from db.engine import DatabaseBusy
 from db.models import Rating
-from db.protocol import RatingRefused, TrialView, next_trial, record_play_end, record_play_start, submit_rating
+from db.protocol import RatingRefused, TrialView, next_trial, submit_rating
 from db.studies import rater_by_token, register_rater
-from obt_eval.errors import ObtEvalError
+from obt_eval.errors import BadInputError, ObtEvalError
 from webapp.context import AppContext
 
 SLOTS = ("A", "B")
+MAX_INVITE_CHARS = 300  # a pasted link with its query string; the token itself is 32 characters
+MAX_LANGUAGES_CHARS = 1000
+BUSY = "The server is busy. Please try again in a moment."
 
 
 @dataclass
 class RaterSession:
     invite: str | None = None
+    binding: str = ""  # hash of the browser's session cookie: the audio links work only with that cookie
     trial: TrialView | None = None
     urls: dict[str, str] = field(default_factory=dict)  # slot -> one-time audio URL token
     ended: set[str] = field(default_factory=set)
@@ -62,6 +69,8 @@ def _clean_invite(invite: str | None) -> str:
 
 def open_invite(ctx: AppContext, session: RaterSession, invite: str | None) -> Screen:
     """Join with an invite token (or a pasted link); resumes wherever the rater stopped, on any device."""
+    if invite is not None and (not isinstance(invite, str) or len(invite) > MAX_INVITE_CHARS):
+        return Screen("join", "This invitation code is not valid. Check the link or ask the researcher.")
     token = _clean_invite(invite)
     if not token:
         return Screen("join", "Enter the invitation code you received.")
@@ -85,10 +94,16 @@ def save_profile(ctx: AppContext, session: RaterSession, native: str | None, lin
         return Screen("profile", "Please tick the consent box to continue.")
     if native not in ("Yes", "No") or linguist not in ("Yes", "No"):
         return Screen("profile", "Please answer both questions.")
-    langs = [x.strip() for x in (languages or "").replace(";", ",").split(",") if x.strip()][:20]
-    with ctx.writing() as s:
-        register_rater(s, session.invite, native_speaker=native == "Yes", linguist=linguist == "Yes",
-                       languages=langs, consent=True)
+    if not isinstance(languages, str | None) or len(languages or "") > MAX_LANGUAGES_CHARS:
+        return Screen("profile", f"Please list your languages in at most {MAX_LANGUAGES_CHARS} characters.")
+    langs = [x.strip() for x in (languages or "").replace(";", ",").split(",") if x.strip()]
+    try:
+        ctx.write(lambda s: register_rater(s, session.invite, native_speaker=native == "Yes",
+                                           linguist=linguist == "Yes", languages=langs, consent=True))
+    except BadInputError as exc:
+        return Screen("profile", str(exc).replace("\n  what to do:", " —"))
+    except DatabaseBusy:
+        return Screen("profile", BUSY)
     return load_trial(ctx, session)
 
 
@@ -96,9 +111,21 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
     """The rater's next (or current, after a reload) trial with fresh one-time audio URLs; or the end."""
     if not session.invite:
         return Screen("join", "Enter the invitation code you received.")
+
+    def serve(s) -> tuple[TrialView | None, dict[str, str] | None]:
+        view = next_trial(s, session.invite)  # a first serve or a block assignment writes
+        if view is None:
+            return None, None
+        try:  # the audio links in the same transaction: one write per page load
+            return view, audio_links.mint_links(s, session.invite, {"A": view.audio_a, "B": view.audio_b},
+                                                session.binding)
+        except TooManyReloads:
+            return view, None
+
     try:
-        with ctx.writing() as s:  # the first serve of a trial (or a block assignment) writes
-            view = next_trial(s, session.invite)
+        view, urls = ctx.write(serve)
+    except DatabaseBusy:
+        return Screen("join", BUSY)
     except RatingRefused:
         return Screen("profile", "")
     except ObtEvalError as exc:
@@ -109,8 +136,10 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
     if session.trial is None or session.trial.trial_token != view.trial_token:
         session.ended = _already_ended(ctx, view)  # a reload or another device keeps full plays
     session.trial = view
-    session.urls = {slot: ctx.tokens.mint(session.invite, token)
-                    for slot, token in (("A", view.audio_a), ("B", view.audio_b))}
+    session.urls = urls or {}
+    if urls is None:
+        return Screen("trial", "This page was reloaded too often. Wait a minute, then reload it.", trial=view,
+                      instructions=view.instructions)
     return Screen("trial", trial=view, urls=dict(session.urls), instructions=view.instructions)
 
 
@@ -120,25 +149,6 @@ def _already_ended(ctx: AppContext, view: TrialView) -> set[str]:
                          .where(Rating.audio_token.in_((view.audio_a, view.audio_b)))).all()
     done = {token for token, at in rows if at is not None}
     return {slot for slot, token in (("A", view.audio_a), ("B", view.audio_b)) if token in done}
-
-
-def playback_event(ctx: AppContext, invite: str, audio_token: str, event: str) -> dict:
-    """Record a clip's play start or end (from the audio route); `both`: the trial's two clips are fully played.
-
-    An end sooner after the start than the clip lasts is not a full play (db.protocol refuses it).
-    """
-    try:
-        with ctx.writing() as s:
-            if event == "play":
-                record_play_start(s, invite, audio_token)
-                ok = True
-            else:
-                ok = record_play_end(s, invite, audio_token)
-            trial_id = s.scalar(select(Rating.trial_id).where(Rating.audio_token == audio_token))
-            ends = s.scalars(select(Rating.play_ended_at).where(Rating.trial_id == trial_id)).all()
-    except ObtEvalError:
-        return {"ok": False, "both": False}
-    return {"ok": ok, "both": bool(ends) and all(e is not None for e in ends)}
 
 
 def unlock(ctx: AppContext, session: RaterSession) -> tuple[bool, str]:
@@ -162,9 +172,17 @@ def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b:
                         urls=dict(session.urls), instructions=session.trial.instructions)
         return screen, False
     try:
-        with ctx.writing() as s:
-            result = submit_rating(s, session.invite, session.trial.trial_token, int(score_a), int(score_b),
-                                   preference or None)
+        a, b = int(score_a), int(score_b)
+    except (TypeError, ValueError, OverflowError):
+        screen = Screen("trial", "Choose a score for each recording.", trial=session.trial, urls=dict(session.urls),
+                        instructions=session.trial.instructions)
+        return screen, False
+    try:
+        result = ctx.write(lambda s: submit_rating(s, session.invite, session.trial.trial_token, a, b,
+                                                   preference or None))
+    except DatabaseBusy:
+        return Screen("trial", BUSY, trial=session.trial, urls=dict(session.urls),
+                      instructions=session.trial.instructions), False
     except RatingRefused as exc:
         screen = Screen("trial", str(exc).split("\n")[0], trial=session.trial, urls=dict(session.urls),
                         instructions=session.trial.instructions)

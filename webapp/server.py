@@ -3,21 +3,28 @@
 Gradio settings that matter for blinding and abuse (reference listening-tests.md §0, §4, §7): run
 history off and no footer links (raters could revisit calls), no extra `allowed_paths` (the stimulus
 tree must never be fetchable by URL), rater events without a concurrency limit of 1 (50 raters at once).
+Everything is served behind `webapp.guard` (session cookie, upload gate, body limits, closed routes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from pathlib import Path
 
+import anyio
 import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from webapp.auth import AdminSession
+from webapp.auth import AdminSession, cookie_key, researcher_from_cookie
 from webapp.config import AppConfig, load_config
 from webapp.context import AppContext, make_context
+from webapp.guard import Guard, GuardSettings
+
+HOUSEKEEPING_SECONDS = 300.0  # expired audio links, stale throttle rows, uploads nobody ingested
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # A rater's link shows only the Rate tab (comfort, not security: every admin callback checks the login;
@@ -46,17 +53,49 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                   concurrency_limit=None, show_progress="hidden")
     # Rater events opt out of the default one-at-a-time lane; researchers' heavy callbacks keep it.
     demo.queue(default_concurrency_limit=1, max_size=2000)
+    ctx.uploaded = demo.upload_file_set
     return demo
 
 
-def create_app(config: AppConfig) -> FastAPI:
+def housekeeping(ctx: AppContext) -> dict[str, int]:
+    """One round of cleanup (every HOUSEKEEPING_SECONDS while the app runs; safe on every replica)."""
+    from db import throttle
+    from webapp.uploads import sweep
+
+    links = ctx.tokens.purge()
+    with ctx.writing() as s:
+        clients = throttle.purge(s)
+    uploads = sweep(ctx.uploaded, ctx.config.upload_ttl_seconds)
+    return {"audio_links": links, "throttle_rows": clients, "uploads": uploads}
+
+
+def create_app(config: AppConfig) -> Guard:
     """The ASGI app (also what tests and the load benchmark serve with uvicorn)."""
-    from webapp import audio, downloads
+    from webapp import audio, auth, downloads
 
     ctx = make_context(config)
-    app = FastAPI(title="obt-eval", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(HOUSEKEEPING_SECONDS)
+                try:
+                    await anyio.to_thread.run_sync(housekeeping, ctx)
+                except Exception:  # noqa: BLE001 — a failed round is logged; the next one tries again
+                    log.exception("housekeeping failed")
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    app = FastAPI(title="obt-eval", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.include_router(audio.router(ctx.tokens))
     app.include_router(downloads.router(downloads.DOWNLOADS))
+    signing_key = cookie_key(config.secret, config.admin_password)
+    app.include_router(auth.router(signing_key))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:
@@ -64,10 +103,18 @@ def create_app(config: AppConfig) -> FastAPI:
 
     demo = build_blocks(ctx)
     app.state.obt_context = ctx
-    return gr.mount_gradio_app(
+    app = gr.mount_gradio_app(
         app, demo, path="/", footer_links=[], run_history=False, css_paths=[str(STATIC_DIR / "app.css")],
-        max_file_size="2gb", show_error=True, head=RATER_HEAD, ssr_mode=False, pwa=False, mcp_server=False,
+        max_file_size=config.upload_max_bytes, show_error=True, head=RATER_HEAD, ssr_mode=False, pwa=False,
+        mcp_server=False,
     )
+    guarded = Guard(app, GuardSettings(
+        is_researcher=lambda value: researcher_from_cookie(signing_key, value) is not None,
+        known_function=lambda index: index in demo.fns,
+        upload_max_bytes=config.upload_max_bytes, upload_max_files=config.upload_max_files,
+    ))
+    guarded.state = app.state  # what tests and tools read off the app (obt_context)
+    return guarded
 
 
 def start_background(config: AppConfig):  # noqa: ANN201 — pipelines.worker.LocalWorkerWatchdog | None

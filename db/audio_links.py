@@ -1,0 +1,158 @@
+"""Audio URL tokens: minted when a trial is shown, bounded per rater and trial, bound to one browser, short-lived.
+
+The map lives in the database, not in one app process, so several replicas can serve one study and a
+flood of reloads cannot push other raters' links out of a shared cache. A link holds no audio: each fetch
+re-renders the clip from its file, with per-link randomness (`seed`) so repeated range requests for one
+link give identical bytes while two links to one clip never do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from db.models import AudioLink, Rater, Rating, Stimulus, Trial, utcnow
+from db.protocol import RatingRefused, play_ended, play_started, served_rating
+from db.studies import rater_by_token
+
+# A link lives LINK_TTL after its last use (fetch, play, end): long enough to read the instructions and
+# listen on a slow phone; a rater back after a longer pause reloads. Never longer than LINK_MAX_AGE.
+LINK_TTL = dt.timedelta(minutes=15)
+LINK_MAX_AGE = dt.timedelta(hours=1)
+# At most LINKS_PER_TRIAL live links per rater and trial (4 serves of A and B): a reload rotates out the
+# oldest. Once that many were minted within MINT_WINDOW, a reload gets this browser's newest links again.
+LINKS_PER_TRIAL = 8
+MINT_WINDOW = dt.timedelta(minutes=1)
+
+
+class TooManyReloads(RatingRefused):
+    """The rater's browser asked for fresh audio links of one trial too often."""
+
+
+@dataclass(frozen=True)
+class ServedClip:
+    """What a fetch of a link needs: the file, the link's seed, whether this is its first fetch."""
+
+    path: Path
+    seed: bytes
+    first_fetch: bool
+
+
+def _touch(link: AudioLink, now: dt.datetime) -> None:
+    link.expires_at = min(max(link.expires_at, now + LINK_TTL), link.created_at + LINK_MAX_AGE)
+
+
+def mint_links(session: Session, invite_token: str, audio_tokens: dict[str, str], binding: str = "",
+               now: dt.datetime | None = None) -> dict[str, str]:
+    """URL tokens for a served trial's clips ({slot: rating audio token} -> {slot: URL token}).
+
+    `binding` (a hash of the browser's session cookie; "" for none) must come with every later fetch or
+    event of the links. Raises TooManyReloads when the trial's budget is spent and this browser has no
+    live links of its own to be given again.
+    """
+    now = now or utcnow()
+    rater = rater_by_token(session, invite_token)
+    served = {slot: served_rating(session, rater, token) for slot, token in audio_tokens.items()}
+    trials = {trial.id for _, trial in served.values()}
+    if len(trials) != 1:
+        raise RatingRefused("the clips of one serve belong to one trial", "ask for the next trial")
+    trial_id = trials.pop()
+    session.execute(delete(AudioLink).where(AudioLink.rater_id == rater.id, AudioLink.expires_at <= now))
+    live = session.scalars(select(AudioLink).where(AudioLink.rater_id == rater.id, AudioLink.trial_id == trial_id)
+                           .order_by(AudioLink.created_at.desc(), AudioLink.token)).all()
+    recent = [link for link in live if link.created_at > now - MINT_WINDOW]
+    if len(recent) + len(served) > LINKS_PER_TRIAL:
+        mine: dict[int, str] = {}
+        for link in live:  # newest first: keep the first one seen per clip
+            if link.binding == binding:
+                mine.setdefault(link.rating_id, link.token)
+        if all(rating.id in mine for rating, _ in served.values()):
+            return {slot: mine[rating.id] for slot, (rating, _) in served.items()}
+        raise TooManyReloads("this trial was reloaded too often", "wait a minute, then reload the page")
+    out = {}
+    for slot, (rating, _) in served.items():
+        token = secrets.token_urlsafe(24)
+        session.add(AudioLink(token=token, rater_id=rater.id, trial_id=trial_id, rating_id=rating.id,
+                              binding=binding, seed=secrets.token_hex(16), created_at=now,
+                              expires_at=now + LINK_TTL))
+        out[slot] = token
+    stale = live[LINKS_PER_TRIAL - len(served):]
+    if stale:
+        session.execute(delete(AudioLink).where(AudioLink.token.in_([link.token for link in stale])))
+    session.flush()
+    return out
+
+
+def _live_link(session: Session, token: str, binding: str, now: dt.datetime) -> AudioLink | None:
+    link = session.get(AudioLink, token) if token and len(token) <= 64 else None
+    if link is None or link.expires_at <= now:
+        return None
+    if link.binding and link.binding != binding:
+        return None  # another browser (or a script that was never served this link)
+    rater = session.get(Rater, link.rater_id)
+    if rater is None or rater.disabled:
+        return None
+    return link
+
+
+def clip_for(session: Session, token: str, binding: str = "", now: dt.datetime | None = None) -> ServedClip | None:
+    """The clip behind a live link for this browser (None: unknown, expired, revoked or another browser's)."""
+    now = now or utcnow()
+    link = _live_link(session, token, binding, now)
+    if link is None:
+        return None
+    stimulus = session.scalar(select(Stimulus).join(Rating, Rating.stimulus_id == Stimulus.id)
+                              .where(Rating.id == link.rating_id))
+    return ServedClip(Path(stimulus.audio_path), bytes.fromhex(link.seed), link.fetched_at is None)
+
+
+def mark_fetched(session: Session, token: str, binding: str = "", now: dt.datetime | None = None) -> None:
+    """Record the first download of a link's bytes (playback cannot start before it): one UPDATE."""
+    session.execute(update(AudioLink).where(AudioLink.token == token, AudioLink.binding.in_(("", binding)),
+                                            AudioLink.fetched_at.is_(None))
+                    .values(fetched_at=now or utcnow()))
+
+
+def playback_event(session: Session, token: str, event: str, binding: str = "",
+                   now: dt.datetime | None = None) -> dict | None:
+    """Record a play start or end through a link; None for an unknown link or event.
+
+    Returns ``{"ok": accepted, "both": every clip of the trial is fully played}``.
+    """
+    now = now or utcnow()
+    if event not in ("play", "ended"):
+        return None
+    link = _live_link(session, token, binding, now)
+    if link is None:
+        return None
+    if event == "play" and link.fetched_at is None:
+        return {"ok": False, "both": False}  # playback cannot start before the bytes were fetched
+    rating, trial = session.get(Rating, link.rating_id), session.get(Trial, link.trial_id)
+    if trial.rater_id != link.rater_id:
+        return None  # the block changed hands since (never, in practice): the link is void
+    _touch(link, now)
+    if event == "play":
+        play_started(session, rating, trial, now)
+        ok = True
+    else:
+        ok = play_ended(session, rating, trial, now)
+    ends = session.scalars(select(Rating.play_ended_at).where(Rating.trial_id == link.trial_id)).all()
+    return {"ok": ok, "both": bool(ends) and all(e is not None for e in ends)}
+
+
+def purge_expired(session: Session, now: dt.datetime | None = None) -> int:
+    """Delete expired links of every rater (minting purges the rater's own; this catches raters who left)."""
+    return session.execute(delete(AudioLink).where(AudioLink.expires_at <= (now or utcnow()))).rowcount or 0
+
+
+def live_links(session: Session, trial_token: str | None = None) -> int:
+    """How many links exist (for one trial, given its token): what a reload flood can grow."""
+    stmt = select(AudioLink.token)
+    if trial_token is not None:
+        stmt = stmt.join(Trial, Trial.id == AudioLink.trial_id).where(Trial.token == trial_token)
+    return len(session.scalars(stmt).all())
