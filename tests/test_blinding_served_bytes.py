@@ -1,17 +1,17 @@
 """Blinding side channels in the served bytes (issue 11 item 4): a download tells nothing but its sound.
 
 A study is rendered from generated speech-like audio in which the systems differ in exactly the
-packaging real vocoders leave behind — one starts every clip with 150 ms of digital silence and ends
-with 40 ms more, one is cut to whole 20 ms frames, the natural recordings carry room tone before and
-after the words — and every trial of several raters is served through the real path
-(`db.protocol.next_trial` → `audio_file` → `webapp.audio.wav_bytes`), each clip twice (page and
-reload). From the bytes alone we compute what anyone could: file and data length, header, runs of
-digital silence and of near-silence at both ends, where sound starts, level and peak of the first and
-last 50 ms, how many other downloads (any rater) have the same samples or mostly the same, and per
-trial whether the rater got the same samples or the same pair of lengths before. A classifier given
-these features must do no better than chance at telling the system, reference from vocoded, the
-degraded anchor (and which clip of an attention check it is), an attention-check trial, or a hidden
-repeat.
+packaging real pipelines leave behind (tests/blinding_helpers.py: one vocoder starts every clip with
+150 ms of digital silence, one pads to whole frames, natural segments carry room tone before and after
+the words; lengths differ), with the degraded anchor, attention checks and hidden repeats. Every trial
+of several raters is served through the real path (`db.protocol.next_trial` → `audio_file` →
+`webapp.audio.wav_bytes`), each clip twice (page and reload). From the bytes alone we compute what
+anyone could: file and data length, header, runs of digital silence and of near-silence at both ends,
+where sound starts, level and peak of the first and last 50 ms, how many other downloads (any rater)
+have the same samples or mostly the same, and per trial whether the rater got the same samples or the
+same pair of lengths before. A classifier given these features must do no better than chance at
+telling the system, reference from vocoded, the degraded anchor (and which clip of an attention check
+it is), an attention-check trial, or a hidden repeat.
 
 Left out on purpose: the speech itself — its level, spectrum, words and timing — is what raters judge
 (the anchor is degraded so that it sounds bad; a repeat is the same pair again). So the classifier is
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import soundfile as sf
+from blinding_helpers import SR, write_packaged_sources
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
@@ -56,53 +57,12 @@ from obt_eval.study.prepare import prepare_study
 from obt_eval.workspace import Workspace
 from webapp.audio import wav_bytes
 
-SR = 16000
+pytestmark = pytest.mark.slow  # renders and serves a 240-trial study (about a minute)
+
 UTTERANCES = 16
 QUIET = 10 ** (-40 / 20) * 32768  # a sample louder than -40 dBFS is sound, not padding
 EDGE = int(0.05 * SR)  # the first / last 50 ms
 Z = 3.0  # binomial standard deviations above chance allowed
-
-
-# ---- generated stimuli: one shared "speech" per utterance, packaged as each system would ----
-
-def _speech(rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """Syllable-like harmonic bursts with a moving f0: onsets, gaps and a speech-like envelope."""
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    f0 = 115 + 25 * np.sin(2 * np.pi * 0.8 * t + rng.uniform(0, 6))
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    voice = sum(np.sin(h * phase) / h for h in range(1, 9))
-    envelope = np.zeros(n)
-    pos = 0
-    while pos < n:
-        syl = int(rng.uniform(0.11, 0.22) * SR)
-        burst = np.hanning(syl) * rng.uniform(0.5, 1.0)
-        envelope[pos:pos + syl] = burst[: n - pos]
-        pos += syl + int(rng.uniform(0.02, 0.07) * SR)
-    return voice * envelope / np.max(np.abs(voice * envelope))
-
-
-def _write_sources(root, seed: int = 0) -> dict[str, str]:
-    rng = np.random.default_rng(seed)
-    dirs = {s: root / s for s in ("natural", "voc150", "vocframe")}
-    for d in dirs.values():
-        d.mkdir(parents=True)
-    for u in range(UTTERANCES):
-        speech = _speech(rng, rng.uniform(0.5, 1.1))
-        # natural: a segment cut from a recording, room tone (-60 dBFS) before and after the words
-        lead, tail = (int(rng.uniform(0.03, 0.12) * SR) for _ in range(2))
-        natural = np.concatenate([np.zeros(lead), 0.4 * speech, np.zeros(tail)])
-        natural += rng.normal(0, 10 ** (-60 / 20), natural.size)
-        # vocoder 1: exactly 150 ms of digital silence first, 40 ms after, its own level
-        voc150 = np.concatenate([np.zeros(int(0.15 * SR)), 0.7 * speech + rng.normal(0, 1e-4, speech.size),
-                                 np.zeros(int(0.04 * SR))])
-        # vocoder 2: no leading silence, length rounded up to whole 20 ms frames with zeros
-        frame = 320
-        body = 0.25 * speech + rng.normal(0, 1e-4, speech.size)
-        vocframe = np.concatenate([body, np.zeros(-body.size % frame + frame)])
-        for name, wave in (("natural", natural), ("voc150", voc150), ("vocframe", vocframe)):
-            sf.write(dirs[name] / f"u{u:02d}.wav", wave.astype(np.float32), SR, subtype="PCM_16")
-    return {k: str(v) for k, v in dirs.items()}
 
 
 # ---- what an attacker computes from one download ----
@@ -172,7 +132,7 @@ class ServedTrial:
 def served(tmp_path_factory):
     """Render the study, then let raters work through it; every clip is served twice (page and reload)."""
     tmp = tmp_path_factory.mktemp("blind")
-    dirs = _write_sources(tmp / "wavs")
+    dirs = write_packaged_sources(tmp / "wavs", UTTERANCES)
     design = DesignConfig(target_ratings=6, trials_per_block=6, attention_per_block=2, repeats_per_block=1,
                           seed=11)
     prepared = prepare_study("blind", [("voc150", dirs["voc150"]), ("vocframe", dirs["vocframe"])],

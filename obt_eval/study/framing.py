@@ -19,7 +19,8 @@ _FRAME_SECONDS = 0.005
 
 @dataclass(frozen=True)
 class Span:
-    """Where a clip's sound is: ``loud`` is the first to last frame above the threshold, ``kept`` adds the margin."""
+    """Where a clip's sound is: ``loud`` is the first to last frame above the threshold, ``kept`` adds the margin
+    (and may reach before 0 or past the end)."""
 
     kept_start: int
     kept_end: int
@@ -31,21 +32,21 @@ def sound_span(wave: np.ndarray, sample_rate: int, config: PaddingConfig = Paddi
     """Frames quieter than the loudest one by ``trim_top_db`` at either end are padding, whatever made them.
 
     Relative to the clip's own loudest frame, so a vocoder's digital silence, its low-level hiss and a
-    natural recording's room tone are all cut; silence inside the utterance is kept.
+    natural recording's room tone are all cut; silence inside the utterance is kept. ``kept`` reaches
+    ``trim_margin_seconds`` beyond the loud frames even past the clip's ends (`trim` fills that with
+    silence), so the words start at the same place in every system's clip.
     """
     wave = np.asarray(wave, dtype=np.float64)
+    margin = int(round(config.trim_margin_seconds * sample_rate))
     hop = max(1, int(_FRAME_SECONDS * sample_rate))
     frames = wave.size // hop
-    if frames == 0:
-        return Span(0, wave.size, 0, wave.size)
-    power = np.mean(wave[: frames * hop].reshape(frames, hop) ** 2, axis=1)
-    if power.max() <= 0:
-        return Span(0, wave.size, 0, wave.size)  # all silent: nothing to find (loudness refuses it later)
+    power = np.mean(wave[: frames * hop].reshape(frames, hop) ** 2, axis=1) if frames else np.zeros(0)
+    if power.size == 0 or power.max() <= 0:
+        return Span(-margin, wave.size + margin, 0, wave.size)  # nothing found (loudness refuses silence later)
     db = 10 * np.log10(np.maximum(power, 1e-20))
     loud = np.flatnonzero(db >= db.max() - config.trim_top_db)
     loud_start, loud_end = int(loud[0]) * hop, min(wave.size, (int(loud[-1]) + 1) * hop)
-    margin = int(round(config.trim_margin_seconds * sample_rate))
-    return Span(max(0, loud_start - margin), min(wave.size, loud_end + margin), loud_start, loud_end)
+    return Span(loud_start - margin, loud_end + margin, loud_start, loud_end)
 
 
 def fade_window(length: int, sample_rate: int, config: PaddingConfig = PaddingConfig()) -> np.ndarray:
@@ -60,9 +61,12 @@ def fade_window(length: int, sample_rate: int, config: PaddingConfig = PaddingCo
 
 
 def trim(wave: np.ndarray, sample_rate: int, config: PaddingConfig = PaddingConfig()) -> tuple[np.ndarray, Span]:
-    """The clip without its quiet ends, faded in and out; and where its sound is within the trimmed clip."""
+    """The clip without its quiet ends (margins filled with silence where the clip is shorter), faded in
+    and out; and where its loud part is within the trimmed clip."""
+    wave = np.asarray(wave, dtype=np.float64)
     span = sound_span(wave, sample_rate, config)
-    cut = np.asarray(wave, dtype=np.float64)[span.kept_start:span.kept_end]
+    cut = np.concatenate([np.zeros(max(0, -span.kept_start)), wave[max(0, span.kept_start):span.kept_end],
+                          np.zeros(max(0, span.kept_end - wave.size))])
     inner = Span(0, cut.size, span.loud_start - span.kept_start, span.loud_end - span.kept_start)
     return cut * fade_window(cut.size, sample_rate, config), inner
 

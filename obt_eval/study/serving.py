@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from obt_eval.study.config import PaddingConfig
-from obt_eval.study.framing import draw_lead, noise_floor
+from obt_eval.study.framing import draw_lead, noise_floor, stored_lead
 
 MAX_GAIN_DB = 0.1
 _FULL_SCALE = 32768.0
@@ -53,16 +53,16 @@ def vary(samples: np.ndarray, sample_rate: int, rng: np.random.Generator,
     """One serve of `samples` (float, in 16-bit LSB units): sound re-placed, noise floor laid under it,
     re-gained, dithered, as int16. (`floor=False` leaves the floor out, to measure the rest.)
 
-    A stored clip is digital silence, then its trimmed and faded sound, then digital silence
-    (obt_eval.study.framing). The sound is moved so that it starts after a padding drawn from the
-    padding range, whatever the stored file had; only silence is dropped or added, so a clip without
-    silent ends (a study rendered before framing existed) is never cut, only floored, re-gained and
-    dithered.
+    A stored clip is silence, its trimmed and faded sound from `stored_lead`, silence
+    (obt_eval.study.framing): the sound is moved from there to a lead drawn from the padding range, the
+    same for every clip whatever its sound begins with. Only digital silence is ever dropped (the shift
+    is bounded by the silent runs at both ends), so a clip without silent ends (a study rendered before
+    framing existed) is never cut, only floored, re-gained and dithered.
     """
     x = np.asarray(samples, dtype=np.float64)
     lead, tail = _silent_run(x), _silent_run(x[::-1])
     want = draw_lead(rng, sample_rate, padding)
-    shift = 0 if lead == x.size else int(np.clip(want - lead, -lead, tail))
+    shift = 0 if lead == x.size else int(np.clip(want - stored_lead(sample_rate, padding), -lead, tail))
     if shift > 0:  # the sound starts later: silence added at the start, dropped at the end
         x = np.concatenate([np.zeros(shift), x[:-shift]])
     elif shift < 0:
