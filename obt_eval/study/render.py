@@ -31,7 +31,6 @@ from obt_eval.study.framing import fade_window, frame_length, place, stored_lead
 from obt_eval.study.loudness import apply_gain, common_target, integrated_loudness, peak_dbfs
 from obt_eval.study.sources import SystemSource
 
-_DEGRADE = 0  # random stream of a stimulus for its anchor noise
 _MIN_LOUDNESS_SECONDS = 0.4  # BS.1770 gating block: shorter trimmed clips are measured zero-padded to it
 
 
@@ -48,8 +47,6 @@ class RenderedStimulus:
     gain_db: float
     source_path: Path
     limited: bool
-    lead_samples: int  # padding before the trimmed sound in the file (each serve draws its own)
-    sound_samples: int  # length of the trimmed sound
 
 
 def _key_str(key: StimulusKey) -> str:
@@ -61,10 +58,10 @@ def _base(key: StimulusKey) -> StimulusKey:
     return StimulusKey(key.system, key.utterance, key.variant if key.variant == ANCHOR_SYSTEM else "")
 
 
-def _rng(key: StimulusKey, seed: int, stream: int) -> np.random.Generator:
-    # Every draw depends only on (key, study seed, stream): a resumed run writes the same audio.
-    digest = int.from_bytes(hashlib.sha256(f"{seed}|{_key_str(key)}".encode()).digest()[:8], "little")
-    return np.random.default_rng([digest, stream])
+def _rng(key: StimulusKey, seed: int) -> np.random.Generator:
+    # The anchor's noise depends only on (key, study seed): a resumed run writes the same audio.
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}|{_key_str(key)}".encode()).digest()[:8],
+                                                "little"))
 
 
 def _sound(key: StimulusKey, sources: dict[str, SystemSource], sample_rate: int, anchor: AnchorConfig,
@@ -75,7 +72,7 @@ def _sound(key: StimulusKey, sources: dict[str, SystemSource], sample_rate: int,
     if key.variant == ANCHOR_SYSTEM:
         envelope = np.zeros(sound.size)
         envelope[span.loud_start:span.loud_end] = fade_window(span.loud_end - span.loud_start, sample_rate, padding)
-        sound = degrade(sound, sample_rate, anchor, _rng(key, seed, _DEGRADE), noise_envelope=envelope)
+        sound = degrade(sound, sample_rate, anchor, _rng(key, seed), noise_envelope=envelope)
         sound = sound * fade_window(sound.size, sample_rate, padding)
     return np.asarray(sound, dtype=np.float32)
 
@@ -112,13 +109,13 @@ def render_stimuli(keys: list[StimulusKey], sources: dict[str, SystemSource], ou
         longest[key.utterance] = max(longest[key.utterance], size)
     lengths = {u: frame_length(n, sample_rate, padding) for u, n in longest.items()}
     # Pass 2: write each stimulus (skipping files a killed run already finished — writes are atomic).
+    lead = stored_lead(sample_rate, padding)
     records = []
     for key in tqdm(keys, desc="stimuli", disable=not progress):
         base = _base(key)
-        src_lufs, _, size = measured[base]
+        src_lufs = measured[base][0]
         gain = target - src_lufs
         path = audio_dir / f"{plan[_key_str(key)]}.wav"
-        lead = stored_lead(sample_rate, padding)
         limited = False
         if not path.exists():
             sound, limited = apply_gain(_sound(base, sources, sample_rate, anchor, padding, seed), gain,
@@ -132,6 +129,5 @@ def render_stimuli(keys: list[StimulusKey], sources: dict[str, SystemSource], ou
             key=key, opaque_id=path.stem, path=path, sample_rate=int(info.samplerate), num_samples=int(info.frames),
             duration=float(info.duration), loudness_lufs=float(target), source_loudness_lufs=src_lufs,
             gain_db=float(gain), source_path=sources[key.system].files[key.utterance], limited=limited,
-            lead_samples=lead, sound_samples=size,
         ))
     return records, notes
