@@ -89,7 +89,9 @@ class PaddingConfig:
     Vocoders leave their own padding (HiFi-GAN runs often start with digital silence; frame rounding changes
     the length) and natural segments carry room tone at their ends. Every clip is therefore trimmed by the
     same energy rule, faded in and out, and laid on one low-level noise floor in a common length per
-    utterance (no digital silence anywhere); each serve draws the padding before the sound.
+    utterance (no digital silence anywhere); each serve draws the padding before the sound. Serving
+    (obt_eval.study.serving) does not know the study and uses these defaults; with other lead bounds it
+    still never cuts a sound, it only moves it less freely.
     """
 
     trim_top_db: float = 40.0  # ends quieter than the loudest 5 ms frame by this much are trimmed (librosa-style)

@@ -2,8 +2,9 @@
 
 Whatever padding a system left (a vocoder's leading digital silence, frame rounding, a recording's room
 tone) is cut by the same rule for all, so the length of a clip, where its sound starts and what its
-ends look like depend only on the utterance and a random draw — never on the system or the trial kind.
-The padding is drawn and the noise floor laid under the clip at each serve (obt_eval.study.serving).
+ends look like depend only on the utterance — never on the system or the trial kind. The padding
+before the sound is drawn, and the noise floor laid under the clip, at each serve
+(obt_eval.study.serving).
 """
 
 from __future__ import annotations
