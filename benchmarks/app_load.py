@@ -95,9 +95,11 @@ class Rater:
                     text = self.call("rater_join", [self.invite, None])
                 both = False
                 for token in TOKEN.findall(text)[:2]:  # A, then B, each to its end
-                    self.route("GET", f"/stim/{token}", "audio")
+                    audio = self.route("GET", f"/stim/{token}", "audio")
                     self.route("POST", f"/stim/{token}/play", "play_event")
-                    time.sleep(self.clip + 0.05)  # the server refuses an "ended" sooner than the clip lasts
+                    # the server refuses an "ended" sooner than the clip lasts (its sound plus the padding)
+                    rate = int.from_bytes(audio.content[24:28], "little")  # a bare 44-byte-header 16-bit WAV
+                    time.sleep((len(audio.content) - 44) / 2 / rate + 0.05)
                     both = self.route("POST", f"/stim/{token}/ended", "ended_event").json()["both"]
                 if both:
                     self.call("rater_unlock", [None])

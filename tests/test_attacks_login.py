@@ -7,7 +7,6 @@ import json
 
 import pytest
 from app_helpers import PASSWORD, RawGradio, served_app
-from study_helpers import test_db_url
 
 from db import open_database, throttle
 from webapp.auth import AdminSession, check_password, client_address, client_key, parse_proxies
@@ -22,8 +21,8 @@ def frozen(monkeypatch):
 
 
 @pytest.fixture
-def database(tmp_path):
-    db = open_database(test_db_url(tmp_path))  # SQLite, or $OBT_EVAL_TEST_DB (PostgreSQL in CI)
+def database(db_url):
+    db = open_database(db_url)  # SQLite and PostgreSQL (the conftest's db_url runs both)
     yield db
     db.dispose()
 

@@ -23,6 +23,7 @@ from db.protocol import (
 )
 from obt_eval.errors import NotFoundError
 from obt_eval.study.loudness import integrated_loudness
+from obt_eval.study.serving import served_wav_bytes
 
 
 @pytest.fixture
@@ -114,7 +115,9 @@ def test_stimuli_share_rate_and_loudness_and_repeats_differ(study_db):
             orig = session.scalar(select(Stimulus).where(Stimulus.system_id == rep.system_id,
                                                          Stimulus.utterance == rep.utterance, Stimulus.variant == ""))
             a, b = sf.read(rep.audio_path)[0], sf.read(orig.audio_path)[0]
-            assert a.shape == b.shape and not np.array_equal(a, b) and np.max(np.abs(a - b)) < 3e-4
+            assert a.shape == b.shape and np.max(np.abs(a - b)) < 3e-4  # the same sound in the same frame
+            serves = [served_wav_bytes(path, nonce) for nonce, path in enumerate([rep.audio_path, orig.audio_path] * 2)]
+            assert len(set(serves)) == 4  # but every download of either differs (obt_eval.study.serving)
 
 
 def test_double_submit_counts_once(study_db):

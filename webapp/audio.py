@@ -14,39 +14,29 @@ minted for (`webapp.guard`), lives minutes, and at most a few are live per rater
 from __future__ import annotations
 
 import secrets
-import struct
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from db import audio_links
 from db.engine import Database, DatabaseBusy, with_retries
+from obt_eval.study.serving import served_wav_bytes
 from webapp.guard import CLIENT_COOKIE, binding_of
 
 RETRY_AFTER_SECONDS = 1
 
 
 def wav_bytes(path: str | Path, nonce: bytes | None = None) -> bytes:
-    """The clip as a minimal RIFF/WAVE (fmt, JUNK, data): 16-bit PCM, no LIST/INFO metadata.
+    """One serve of the clip: a bare 16-bit PCM WAV (fmt + data chunks only) whose samples differ per serve.
 
-    The JUNK chunk (which players skip) carries random bytes, so two serves of one clip never share
-    bytes — a hidden repeat cannot be spotted by hashing what was downloaded (reference §7.21).
+    `nonce` seeds the inaudible variation (obt_eval.study.serving): the same nonce gives the same bytes,
+    a new one new samples — no hash, byte or sample string is shared across raters or serves.
     """
-    data, rate = sf.read(str(path), dtype="int16", always_2d=True)
-    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1).astype(np.int16)
-    pcm = mono.astype("<i2").tobytes()
-    nonce = nonce if nonce is not None else secrets.token_bytes(16)
-    junk = nonce + b"\0" * (len(nonce) % 2)
-    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"JUNK" + struct.pack("<I", len(junk)) + junk
-            + b"data" + struct.pack("<I", len(pcm)) + pcm)
-    return b"RIFF" + struct.pack("<I", len(body)) + body
+    return served_wav_bytes(path, nonce if nonce is not None else secrets.token_bytes(16))
 
 
 class StimulusTokens:

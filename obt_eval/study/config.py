@@ -80,3 +80,24 @@ class AnchorConfig:
 
     lowpass_hz: float = 3500.0
     snr_db: float = 10.0
+
+
+@dataclass(frozen=True)
+class PaddingConfig:
+    """One frame for every clip of an utterance, so length, silence and envelope never tell system or trial kind.
+
+    Vocoders leave their own padding (HiFi-GAN runs often start with digital silence; frame rounding changes
+    the length) and natural segments carry room tone at their ends. Every clip is therefore trimmed by the
+    same energy rule, faded in and out, and laid on one low-level noise floor in a common length per
+    utterance (no digital silence anywhere); each serve draws the padding before the sound. Serving
+    (obt_eval.study.serving) does not know the study and uses these defaults; with other lead bounds it
+    still never cuts a sound, it only moves it less freely.
+    """
+
+    trim_top_db: float = 40.0  # ends quieter than the loudest 5 ms frame by this much are trimmed (librosa-style)
+    trim_margin_seconds: float = 0.02  # kept beyond the first / last frame above the threshold
+    fade_seconds: float = 0.01  # raised-cosine fade at the trimmed ends
+    lead_min_seconds: float = 0.08  # padding before the sound: drawn uniformly per serve from [min, max]
+    lead_max_seconds: float = 0.16
+    tail_min_seconds: float = 0.08  # padding after the longest version of the utterance
+    noise_floor_dbfs: float = -66.0  # RMS of the white noise floor under every clip (inaudible under speech)

@@ -6,6 +6,12 @@ stimulus reaches the target number of ratings. A replicate is split into blocks 
 alternates per pair (balanced to ±1) before the order is shuffled. Each block also gets a hidden
 attention check (natural speech against its degraded anchor) and one hidden repeat of an earlier trial
 with the positions swapped.
+
+Attention checks cycle through all utterances in shuffled rounds, so every utterance carries the same
+number of checks (±1): which utterance a trial plays says nothing about its kind. (A smaller pool would
+let each degraded clip recur as often as a regular clip, but then the pool's utterances — and their
+common length — would mark attention checks; recurrence is visible only by comparing the sound of
+downloads across raters, since each serve's samples differ, see obt_eval.study.serving.)
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ class StimulusKey:
 
     system: str
     utterance: str
-    variant: str = ""  # "" the clip itself, "anchor" its degraded version, "repeat-<n>" a dithered copy
+    variant: str = ""  # "" the clip itself, "anchor" its degraded version, "repeat-<n>" a copy with its own padding
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ def make_design(systems: list[str], utterances: list[str], config: DesignConfig 
     replicates = math.ceil(config.target_ratings / (len(compared) - 1))
     per_rep = math.ceil(len(items) / config.trials_per_block)
     natural = reference or systems[0]
+    checks = _attention_utterances(utterances, replicates * per_rep * config.attention_per_block,
+                                   np.random.default_rng([seed, 1]))
     trials: list[TrialPlan] = []
     block = 0
     for _ in range(replicates):
@@ -88,15 +96,27 @@ def make_design(systems: list[str], utterances: list[str], config: DesignConfig 
         for size in _split(len(items), per_rep):
             chosen = [items[i] for i in order[start:start + size]]
             start += size
-            trials.extend(_block_trials(block, chosen, config, natural, utterances, rng, len(trials)))
+            mine = checks[block * config.attention_per_block:(block + 1) * config.attention_per_block]
+            trials.extend(_block_trials(block, chosen, config, natural, mine, rng, len(trials)))
             block += 1
     design = Design(trials=trials, seed=int(seed), replicates=replicates, blocks=block, pairs=pairs)
     design.summary = summarise(design)
     return design
 
 
+def _attention_utterances(utterances: list[str], count: int, rng: np.random.Generator) -> list[str]:
+    """`count` utterances for the attention checks: all utterances in shuffled rounds (each used equally, ±1).
+
+    Its own generator, so the schedule depends on the seed only, not on the blocks' contents.
+    """
+    out: list[str] = []
+    while len(out) < count:
+        out.extend(str(utterances[i]) for i in rng.permutation(len(utterances)))
+    return out[:count]
+
+
 def _block_trials(block: int, items: list[tuple[str, tuple[str, str]]], config: DesignConfig, natural: str,
-                  utterances: list[str], rng: np.random.Generator, offset: int) -> list[TrialPlan]:
+                  checks: list[str], rng: np.random.Generator, offset: int) -> list[TrialPlan]:
     # Positions: group by pair, alternate A/B with one running toggle (±1 per pair and overall).
     toggle = bool(rng.integers(2))
     oriented: list[tuple[str, StimulusKey, StimulusKey]] = []
@@ -119,8 +139,7 @@ def _block_trials(block: int, items: list[tuple[str, tuple[str, str]]], config: 
         variant = f"repeat-{block}-{r}"
         at = int(rng.integers(min(src_pos + 3, len(slots)), len(slots) + 1))
         slots.insert(at, (KIND_REPEAT, u, StimulusKey(b.system, u, variant), StimulusKey(a.system, u, variant), source))
-    for _ in range(config.attention_per_block):
-        u = str(rng.choice(utterances))
+    for u in checks:
         nat, anc = StimulusKey(natural, u), StimulusKey(natural, u, ANCHOR_SYSTEM)
         a, b = (nat, anc) if rng.integers(2) else (anc, nat)
         slots.insert(int(rng.integers(0, len(slots) + 1)), (KIND_ATTENTION, u, a, b, None))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from obt_eval.provenance import provenance
-from obt_eval.study.config import AnchorConfig, DesignConfig, LoudnessConfig, Protocol
+from obt_eval.study.config import AnchorConfig, DesignConfig, LoudnessConfig, PaddingConfig, Protocol
 from obt_eval.study.design import ANCHOR_SYSTEM, make_design
 from obt_eval.study.render import render_stimuli
 from obt_eval.study.sources import ROLE_ANCHOR, ROLE_REFERENCE, ROLE_TEST, check_sources, scan_system
@@ -41,8 +41,9 @@ class PreparedStudy:
 def prepare_study(name: str, systems: list[tuple[str, str]], reference: tuple[str, str] | None = None, *,
                   workspace: Workspace, protocol: Protocol = Protocol(), design: DesignConfig = DesignConfig(),
                   loudness: LoudnessConfig = LoudnessConfig(), anchor: AnchorConfig = AnchorConfig(),
-                  allow_partial: bool = False, progress: bool = True) -> PreparedStudy:
-    """Scan `systems` (and the natural `reference`), design blinded A/B trials, write normalised audio."""
+                  padding: PaddingConfig = PaddingConfig(), allow_partial: bool = False,
+                  progress: bool = True) -> PreparedStudy:
+    """Scan `systems` (and the natural `reference`), design blinded A/B trials, write normalised, framed audio."""
     check_name(name, "study name")
     sources = [scan_system(n, d, ROLE_TEST, workspace) for n, d in systems]
     if reference is not None:
@@ -52,7 +53,7 @@ def prepare_study(name: str, systems: list[tuple[str, str]], reference: tuple[st
     ordered = ([reference[0]] if reference else []) + [n for n, _ in systems]
     plan = make_design(ordered, utterances, design, reference=reference[0] if reference else None)
     out_dir = study_dir(workspace, name)
-    rendered, notes = render_stimuli(plan.stimuli, by_name, out_dir, plan.seed, loudness, anchor, progress)
+    rendered, notes = render_stimuli(plan.stimuli, by_name, out_dir, plan.seed, loudness, anchor, progress, padding)
     warnings += notes
     sample_rate = rendered[0].sample_rate
     system_rows = [{"name": s.name, "role": s.role, "source_dir": str(s.directory), "meta": s.meta} for s in sources]
@@ -77,7 +78,8 @@ def prepare_study(name: str, systems: list[tuple[str, str]], reference: tuple[st
         design={"config": dataclasses.asdict(design) | {"seed": plan.seed}, "summary": plan.summary,
                 "utterances": utterances},
         settings={"loudness": dataclasses.asdict(loudness), "loudness_target_lufs": rendered[0].loudness_lufs,
-                  "anchor": dataclasses.asdict(anchor), "warnings": warnings, "provenance": provenance()},
+                  "anchor": dataclasses.asdict(anchor), "padding": dataclasses.asdict(padding),
+                  "warnings": warnings, "provenance": provenance()},
         stimuli_dir=out_dir, sample_rate=sample_rate, systems=system_rows, stimuli=stimuli, trials=trials,
         warnings=warnings,
     )

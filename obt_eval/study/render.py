@@ -1,6 +1,12 @@
-"""Render a study's audio: loudness-normalised copies under opaque ids, plus anchors and repeat copies.
+"""Render a study's audio: every clip trimmed, loudness-normalised and framed alike, under opaque ids.
 
 Nothing written here names a system: files are ``audio/<random hex>.wav`` with no metadata chunk.
+All clips of one utterance — each system's, the natural reference, the degraded anchor, hidden-repeat
+copies — are trimmed by one rule and have one length and one fade, with their sound at one offset
+(obt_eval.study.framing), so neither length nor silence nor envelope tells a system or a trial kind.
+Each serve then draws the padding before the sound, lays a fresh noise floor under the whole clip and
+varies gain and dither (obt_eval.study.serving): no digital silence is served and no two downloads
+of a clip are alike. The files here are therefore never served as they are.
 The key → id map (``plan.json``) is server-side only and makes a killed run resume with the same ids.
 """
 
@@ -8,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +24,14 @@ from tqdm.auto import tqdm
 
 from obt_eval.atomic import read_json, write_json
 from obt_eval.audio import load_audio, write_wav
-from obt_eval.study.anchors import degrade, dithered_copy
-from obt_eval.study.config import AnchorConfig, LoudnessConfig
+from obt_eval.study.anchors import degrade
+from obt_eval.study.config import AnchorConfig, LoudnessConfig, PaddingConfig
 from obt_eval.study.design import ANCHOR_SYSTEM, StimulusKey
+from obt_eval.study.framing import fade_window, frame_length, place, stored_lead, trim
 from obt_eval.study.loudness import apply_gain, common_target, integrated_loudness, peak_dbfs
 from obt_eval.study.sources import SystemSource
+
+_MIN_LOUDNESS_SECONDS = 0.4  # BS.1770 gating block: shorter trimmed clips are measured zero-padded to it
 
 
 @dataclass
@@ -48,23 +58,37 @@ def _base(key: StimulusKey) -> StimulusKey:
     return StimulusKey(key.system, key.utterance, key.variant if key.variant == ANCHOR_SYSTEM else "")
 
 
-def _seed_for(key: StimulusKey, seed: int) -> int:
-    # Anchors and dithers depend only on (key, study seed): a resumed run writes the same audio.
-    return int.from_bytes(hashlib.sha256(f"{seed}|{_key_str(key)}".encode()).digest()[:8], "little")
+def _rng(key: StimulusKey, seed: int) -> np.random.Generator:
+    # The anchor's noise depends only on (key, study seed): a resumed run writes the same audio.
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}|{_key_str(key)}".encode()).digest()[:8],
+                                                "little"))
 
 
-def _source_wave(key: StimulusKey, sources: dict[str, SystemSource], sample_rate: int, anchor: AnchorConfig,
-                 seed: int) -> np.ndarray:
+def _sound(key: StimulusKey, sources: dict[str, SystemSource], sample_rate: int, anchor: AnchorConfig,
+           padding: PaddingConfig, seed: int) -> np.ndarray:
+    """The trimmed, faded sound of a base key; the anchor degrades the trimmed natural clip."""
     wave = load_audio(sources[key.system].files[key.utterance], target_sr=sample_rate)
+    sound, span = trim(wave, sample_rate, padding)
     if key.variant == ANCHOR_SYSTEM:
-        wave = degrade(wave, sample_rate, anchor, np.random.default_rng(_seed_for(key, seed)))
-    return wave
+        envelope = np.zeros(sound.size)
+        envelope[span.loud_start:span.loud_end] = fade_window(span.loud_end - span.loud_start, sample_rate, padding)
+        sound = degrade(sound, sample_rate, anchor, _rng(key, seed), noise_envelope=envelope)
+        sound = sound * fade_window(sound.size, sample_rate, padding)
+    return np.asarray(sound, dtype=np.float32)
+
+
+def _loudness(sound: np.ndarray, sample_rate: int) -> float:
+    short = int(_MIN_LOUDNESS_SECONDS * sample_rate) - sound.size
+    if short > 0:
+        sound = np.pad(sound, (short // 2, short - short // 2))
+    return integrated_loudness(sound, sample_rate)
 
 
 def render_stimuli(keys: list[StimulusKey], sources: dict[str, SystemSource], out_dir: Path, seed: int,
                    loudness: LoudnessConfig = LoudnessConfig(), anchor: AnchorConfig = AnchorConfig(),
-                   progress: bool = True) -> tuple[list[RenderedStimulus], list[str]]:
-    """Write every stimulus once, loudness-normalised to one common target; returns records and notes."""
+                   progress: bool = True,
+                   padding: PaddingConfig = PaddingConfig()) -> tuple[list[RenderedStimulus], list[str]]:
+    """Write every stimulus once, trimmed, normalised to one loudness target and framed; returns records and notes."""
     out_dir = Path(out_dir)
     audio_dir = out_dir / "audio"
     plan_path = out_dir / "plan.json"
@@ -73,27 +97,31 @@ def render_stimuli(keys: list[StimulusKey], sources: dict[str, SystemSource], ou
         plan.setdefault(_key_str(key), secrets.token_hex(12))
     write_json(plan_path, plan)
     sample_rate = next(iter(next(iter(sources.values())).sample_rates.values()))
-    # Pass 1: loudness and peak of each distinct sound (repeat copies share their original's).
+    # Pass 1: loudness, peak and trimmed length of each distinct sound (repeat copies share their original's).
     base_keys = sorted({_base(k) for k in keys})
-    measured: dict[StimulusKey, tuple[float, float]] = {}
+    measured: dict[StimulusKey, tuple[float, float, int]] = {}
     for key in tqdm(base_keys, desc="loudness", disable=not progress):
-        wave = _source_wave(key, sources, sample_rate, anchor, seed)
-        measured[key] = (integrated_loudness(wave, sample_rate), peak_dbfs(wave))
+        sound = _sound(key, sources, sample_rate, anchor, padding, seed)
+        measured[key] = (_loudness(sound, sample_rate), peak_dbfs(sound), sound.size)
     target, notes = common_target([m[0] for m in measured.values()], [m[1] for m in measured.values()], loudness)
+    longest: dict[str, int] = defaultdict(int)
+    for key, (_, _, size) in measured.items():
+        longest[key.utterance] = max(longest[key.utterance], size)
+    lengths = {u: frame_length(n, sample_rate, padding) for u, n in longest.items()}
     # Pass 2: write each stimulus (skipping files a killed run already finished — writes are atomic).
+    lead = stored_lead(sample_rate, padding)
     records = []
     for key in tqdm(keys, desc="stimuli", disable=not progress):
         base = _base(key)
-        src_lufs, _ = measured[base]
+        src_lufs = measured[base][0]
         gain = target - src_lufs
         path = audio_dir / f"{plan[_key_str(key)]}.wav"
         limited = False
         if not path.exists():
-            wave, limited = apply_gain(_source_wave(base, sources, sample_rate, anchor, seed), gain,
-                                       loudness.max_peak_dbfs)
-            if key.variant.startswith("repeat"):
-                wave = dithered_copy(wave, np.random.default_rng(_seed_for(key, seed)))
-            write_wav(path, wave, sample_rate)
+            sound, limited = apply_gain(_sound(base, sources, sample_rate, anchor, padding, seed), gain,
+                                        loudness.max_peak_dbfs)
+            framed = place(sound, lead, lengths[key.utterance])
+            write_wav(path, framed, sample_rate)
             if limited:
                 notes.append(f"{key.system}/{key.utterance}: peaks limited at {loudness.max_peak_dbfs} dBFS")
         info = sf.info(str(path))

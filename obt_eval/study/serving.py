@@ -1,0 +1,97 @@
+"""What a rater downloads: a study clip whose samples differ on every serve, inaudibly, in a bare 16-bit WAV.
+
+Served as stored, a clip is sample-identical for every rater and every session: its hash names it, so a
+hidden repeat or the one clip never heard in a regular trial (the degraded anchor) can be picked out
+by comparing downloads; even a fixed silence or noise before the sound would name it. Each serve
+therefore moves the sound to a fresh offset in the clip's padding, drawn from one distribution for
+every clip (the length stays), lays a freshly drawn noise floor (-66 dBFS) under the whole clip, so
+nothing served is digital silence, changes the gain by up to ±0.1 dB (below the ~0.5 dB level
+difference anyone hears) and adds triangular dither at the 16-bit LSB. A seed makes a serve
+reproducible, so the bytes of one token agree across HTTP range requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from obt_eval.study.config import PaddingConfig
+from obt_eval.study.framing import draw_lead, noise_floor, stored_lead
+
+MAX_GAIN_DB = 0.1
+_FULL_SCALE = 32768.0
+
+
+@dataclass(frozen=True)
+class Variation:
+    """What one serve changed: the sound moved `shift` samples later (earlier if negative), `gain_db` louder."""
+
+    shift: int
+    gain_db: float
+
+
+def serve_rng(seed: int | bytes | str) -> np.random.Generator:
+    """A generator from any seed (a token's nonce, an int); the same seed gives the same serve."""
+    raw = seed if isinstance(seed, bytes) else str(seed).encode()
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(raw).digest()[:16], "little"))
+
+
+def _silent_run(x: np.ndarray) -> int:
+    """Leading samples that are digital silence (below half an LSB): a stored clip's padding, nothing else."""
+    sound = np.flatnonzero(np.abs(x) >= 0.5)
+    return int(sound[0]) if sound.size else int(x.size)
+
+
+def vary(samples: np.ndarray, sample_rate: int, rng: np.random.Generator,
+         padding: PaddingConfig = PaddingConfig(), floor: bool = True) -> tuple[np.ndarray, Variation]:
+    """One serve of `samples` (float, in 16-bit LSB units): sound re-placed, noise floor laid under it,
+    re-gained, dithered, as int16. (`floor=False` leaves the floor out, to measure the rest.)
+
+    A stored clip is silence, its trimmed and faded sound from `stored_lead`, silence
+    (obt_eval.study.framing): the sound is moved from there to a lead drawn from the padding range, the
+    same for every clip whatever its sound begins with. Only digital silence is ever dropped (the shift
+    is bounded by the silent runs at both ends), so a clip without silent ends (a study rendered before
+    framing existed) is never cut, only floored, re-gained and dithered.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    lead, tail = _silent_run(x), _silent_run(x[::-1])
+    want = draw_lead(rng, sample_rate, padding)
+    shift = 0 if lead == x.size else int(np.clip(want - stored_lead(sample_rate, padding), -lead, tail))
+    if shift > 0:  # the sound starts later: silence added at the start, dropped at the end
+        x = np.concatenate([np.zeros(shift), x[:-shift]])
+    elif shift < 0:
+        x = np.concatenate([x[-shift:], np.zeros(-shift)])
+    if floor:
+        x = x + noise_floor(x.size, rng, padding)
+    gain_db = float(rng.uniform(-MAX_GAIN_DB, MAX_GAIN_DB))
+    x = x * 10 ** (gain_db / 20)
+    x = x + rng.uniform(-0.5, 0.5, x.size) + rng.uniform(-0.5, 0.5, x.size)  # TPDF dither, ±1 LSB
+    pcm = np.clip(np.rint(x), -_FULL_SCALE, _FULL_SCALE - 1).astype(np.int16)
+    return pcm, Variation(shift, gain_db)
+
+
+def wav_container(pcm: np.ndarray, sample_rate: int) -> bytes:
+    """The smallest RIFF/WAVE: a fmt and a data chunk, 16-bit mono PCM — no name, no metadata, no padding chunk."""
+    data = np.asarray(pcm, dtype="<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, sample_rate, sample_rate * 2, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def read_clip(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A stored clip as mono float samples in 16-bit LSB units, and its sample rate."""
+    data, rate = sf.read(str(path), dtype="float64", always_2d=True)
+    return data.mean(axis=1) * _FULL_SCALE, int(rate)
+
+
+def served_wav_bytes(path: str | os.PathLike | Path, seed: int | bytes | str) -> bytes:
+    """The bytes of one serve of the clip at `path`: varied per `seed`, same length as stored, bare WAV."""
+    samples, rate = read_clip(path)
+    pcm, _ = vary(samples, rate, serve_rng(seed))
+    return wav_container(pcm, rate)
