@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 import db.audio_links as links_mod
 from db.audio_links import LINK_MAX_AGE, LINK_TTL, LINKS_PER_TRIAL
-from db.models import AudioLink, Rating
+from db.models import AudioLink, Rating, Stimulus
 from webapp import rating as R
 from webapp.audio import router
 from webapp.config import load_config
@@ -169,20 +169,22 @@ def test_app_replicas_share_the_links(study, clock, workspace):
 
 def test_playing_a_and_b_at_once_is_not_two_full_plays(study, clock):
     ctx, (invite, *_) = study
+    with ctx.db.session() as s:  # a clip plays for its sound plus the padding every clip of the study gets
+        clip_seconds = max(s.scalars(select(Stimulus.duration)).all())
     browser, binding = _browser(ctx, "overlap")
     session = _rater(ctx, invite, binding)
     a, b = (f"/stim/{session.urls[x]}" for x in "AB")
     for url in (a, b):
         browser.get(url)
     assert browser.post(f"{a}/play").json()["ok"] and browser.post(f"{b}/play").json()["ok"]
-    clock.advance(CLIP_SECONDS + 0.1)
+    clock.advance(clip_seconds + 0.1)
     assert browser.post(f"{a}/ended").json() == {"ok": False, "both": False}  # B started while A played
     assert browser.post(f"{b}/ended").json() == {"ok": True, "both": False}
     assert R.unlock(ctx, session)[0] is False
     assert R.submit(ctx, session, 4, 3, None)[1] is False
     # one after the other, as the page plays them: counted
     assert browser.post(f"{a}/play").json()["ok"]
-    clock.advance(CLIP_SECONDS + 0.1)
+    clock.advance(clip_seconds + 0.1)
     assert browser.post(f"{a}/ended").json() == {"ok": True, "both": True}
     assert R.unlock(ctx, session)[0]
 

@@ -81,13 +81,13 @@ def test_profile_limits_hold_for_every_caller():
             check_profile(languages, profile)
 
 
-def test_pseudonyms_are_long_and_a_collision_is_drawn_again(tmp_path, monkeypatch):
+def test_pseudonyms_are_long_and_a_collision_is_drawn_again(tmp_path, db_url, monkeypatch):
     """32-bit pseudonyms collided at 200,000 invites (IntegrityError); now 60 bits, and clashes are redrawn."""
     from study_helpers import build_study
 
     import db.studies as studies
 
-    database, *_ = build_study(tmp_path, utterances=2)
+    database, *_ = build_study(tmp_path, db_url, utterances=2)
     with database.session() as s:
         first = invite_raters(s, get_study(s, "pilot"), 50)
     assert len({r["pseudonym"] for r in first}) == 50
