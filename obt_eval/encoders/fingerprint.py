@@ -8,10 +8,10 @@ from pathlib import Path
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json")
 
 
-def directory_fingerprint(path: Path) -> str:
+def directory_fingerprint(path: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -> str:
     """sha256 over the names and bytes of a local checkpoint's weight and config files."""
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES):
+    for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in suffixes):
         digest.update(file.name.encode())
         with open(file, "rb") as f:
             while block := f.read(1 << 23):
