@@ -72,8 +72,14 @@ def plan_shards(lengths: dict[str, int], shard_frames: int) -> list[list[str]]:
     return shards
 
 
-def segments_of(uid: str, num_samples: int, chunk_frames: int | None, grid: FrameGrid = WAV2VEC2_GRID) -> list[Segment]:
-    """Cut one utterance into chunks of at most `chunk_frames` frames on the exact frame grid."""
+def segments_of(
+    uid: str, num_samples: int, chunk_frames: int | None, grid: FrameGrid = WAV2VEC2_GRID
+) -> list[Segment]:
+    """Cut one utterance into chunks of at most `chunk_frames` frames on the exact frame grid.
+
+    The last chunk keeps the file's tail (the < hop samples after the last frame's window): it yields
+    no frame, but group-norm front ends (HuBERT base, mHuBERT-147) normalise over every sample they see.
+    """
     total = grid.frames(num_samples)
     if total == 0:
         return []
@@ -82,6 +88,8 @@ def segments_of(uid: str, num_samples: int, chunk_frames: int | None, grid: Fram
     for part, first in enumerate(range(0, total, step)):
         end_frame = min(total, first + step)
         start, end = grid.span(first, end_frame)
+        if end_frame == total:
+            end = num_samples
         segments.append(Segment(uid, part, start, end, end_frame - first))
     return segments
 
