@@ -240,3 +240,24 @@ def test_xeus_checkpoint_that_does_not_fit_its_config_is_refused(tmp_path):
     (tmp_path / "model" / "config.yaml").write_text(yaml.safe_dump(config))
     with pytest.raises(BadInputError, match="encoder weights missing"):
         load_encoder(str(tmp_path), [2], device="cpu")
+
+
+def test_xeus_without_espnet_names_the_install_command(tmp_path, monkeypatch):
+    """An ESPnet checkpoint folder resolves to the XEUS loader; without ESPnet the error says how to install it."""
+    import sys
+
+    import yaml
+
+    from obt_eval.encoders import resolve_encoder
+    from obt_eval.errors import BadInputError
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.yaml").write_text(yaml.safe_dump(_tiny_xeus_config()))
+    (tmp_path / "model" / "xeus_checkpoint.pth").write_bytes(b"not read")
+    assert resolve_encoder(str(tmp_path)).kind == "xeus"
+    monkeypatch.setitem(sys.modules, "espnet2", None)  # as if ESPnet were not installed
+    monkeypatch.setitem(sys.modules, "espnet2.tasks", None)
+    monkeypatch.setitem(sys.modules, "espnet2.tasks.ssl", None)
+    with pytest.raises(BadInputError, match="needs ESPnet") as err:
+        load_encoder(str(tmp_path), [2], device="cpu")
+    assert "--no-deps espnet==202511" in err.value.hint

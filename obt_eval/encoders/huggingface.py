@@ -17,9 +17,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 import numpy as np
+import torch
 
 from obt_eval.encoders.base import Encoder, FrameGrid, normalise_waves, wave_mean_var
 from obt_eval.encoders.fingerprint import directory_fingerprint
