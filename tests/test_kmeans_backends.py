@@ -91,3 +91,21 @@ def test_units_sidecar_records_the_backend(tmp_path):
     for units in (faiss_units.units, torch_units.units):
         for uid in ("u000", "u017"):
             np.testing.assert_array_equal(units.get(uid), predict(store.get(uid), units.codebook)[0])
+
+
+def test_units_cli_backend_option(tmp_path, workspace):
+    import json
+
+    from test_kmeans import make_store
+    from typer.testing import CliRunner
+
+    from obt_eval_cli.main import build_app
+
+    make_store(tmp_path / "feats")
+    args = ["units", "--features", str(tmp_path / "feats"), "--k", "6", "--sample-frac", "0.5", "--json"]
+    result = CliRunner().invoke(build_app(), args + ["--backend", "torch"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.strip().splitlines()[-1])["backend"] == "torch"
+    from obt_eval_cli.main import run
+
+    assert run(args + ["--backend", "sklearn", "--name", "other"]) == 2  # a clear error, not a traceback
