@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from obt_eval.encoders.base import Encoder, normalise_waves, wave_mean_var
-from obt_eval.encoders.fingerprint import directory_fingerprint
+from obt_eval.encoders.fingerprint import files_fingerprint
 from obt_eval.errors import BadInputError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,7 @@ class XeusEncoder(Encoder):
         self.licence = licence
         self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.dtype = dtype or (torch.bfloat16 if self._device.type == "cuda" else torch.float32)
+        import_ssl_task()  # a missing ESPnet is reported before any download
         config_path, checkpoint_path = checkpoint_files(source, revision)
         model = build_espnet_ssl_model(config_path, checkpoint_path)
         blocks = model.encoder.encoders
@@ -214,7 +215,7 @@ class XeusEncoder(Encoder):
             frontend.normalize_audio = False  # done per utterance in encode(), never over a padded batch
         self.model = model.to(self._device, self.dtype)
         self._dim = int(model.encoder.output_size())
-        self.revision = revision or directory_fingerprint(checkpoint_path.parent, (".pth", ".yaml"))
+        self.revision = revision or files_fingerprint([config_path, checkpoint_path])
 
     @property
     def dim(self) -> int:
