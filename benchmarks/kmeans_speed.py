@@ -2,8 +2,7 @@
 
 (a) ``obt_eval.units.kmeans.fit_kmeans`` with ``backend="torch"`` (k-means++ restarts on 100k frames,
     then exact Lloyd on all; on CUDA when present);
-(b) the same with ``backend="faiss"`` (faiss-cpu init, then exact Lloyd on all frames; what ``auto``
-    picks on CPU);
+(b) the same with ``backend="faiss"`` (faiss-cpu init, then exact Lloyd on all frames);
 (c) plain ``faiss.Kmeans(d, k, niter=20, seed)`` (faiss defaults: at most 256 frames per centre);
 (d) fairseq ``examples/hubert/simple_kmeans/learn_kmeans.py``: sklearn ``MiniBatchKMeans(k,
     init="k-means++", max_iter=100, batch_size=10000, tol=0.0, max_no_improvement=100, n_init=20,

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         n_init: Annotated[int, typer.Option(help="k-means++ restarts (best one is refined on all frames).")] = 3,
         max_iter: Annotated[int, typer.Option(help="Lloyd iterations at most.")] = 100,
         backend: Annotated[str, typer.Option(
-            help="k-means backend: auto (faiss on CPU, torch on GPU), torch or faiss.")] = "auto",
+            help="k-means backend: auto (= torch), torch or faiss (faiss-cpu init + Lloyd).")] = "auto",
         name: Annotated[str | None, typer.Option(
             help="Units folder name under <workspace>/units (default: corpus_encoder_L<layer>_k<k>_s<seed>).")] = None,
         out: Annotated[Path | None, typer.Option(help="Write the units folder here instead.")] = None,

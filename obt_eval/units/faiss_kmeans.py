@@ -4,6 +4,9 @@ Why: measured on 200k x 1024, k = 100, 2 threads (issue 12), ``faiss.Kmeans`` (r
 iterations on at most 256 frames per centre) fitted in 5.9 s with held-out inertia 1682.7, while the
 torch path's k-means++ restarts on 100k frames took 13.9 s for 1690.4. k-means++ on 100k x 1024 is
 the torch path's main CPU cost; faiss's init touches ~256 k frames and its BLAS assignment is fast.
+On the benchmark's synthetic 200k x 1024 mixture, though, faiss's random init ended 0.9 % worse in
+held-out inertia than k-means++ (benchmarks/kmeans_speed.py), so ``auto`` stays torch; this backend is
+``--backend faiss``, to be chosen where it measures better on real features.
 
 The recipe here, same checkpoints and determinism as ``obt_eval.units.kmeans``:
 1. ``n_init`` faiss restarts (``nredo``) of ``FAISS_INIT_ITER`` iterations on faiss's seeded subsample
