@@ -15,23 +15,35 @@ from obt_eval_cli.common import JsonOpt, WorkspaceOpt, parse_int_list, report, w
 def register(app: typer.Typer) -> None:
     @app.command("encoders")
     def encoders_command(as_json: JsonOpt = False) -> None:
-        """List the registered encoders with their default layer, dimension and licence.
+        """List the encoders: checkpoint, family, default layer, layers, dim, frame rate, size and licence.
 
+        Includes encoders added by other installed packages (entry-point group obt_eval.encoders).
         Example: obt-eval encoders
         """
-        from obt_eval.encoders.registry import ENCODERS
+        from obt_eval.encoders.registry import plugin_encoders, registered_encoders
 
-        rows = [{"name": s.name, "source": s.source, "default_layer": s.default_layer, "dim": s.dim,
-                 "licence": s.licence, "description": s.description} for s in ENCODERS.values()]
-        human = "\n".join(f"{r['name']:10} {r['source']:34} layer {r['default_layer']!s:5} {r['dim']!s:5} "
-                          f"{r['licence']}" for r in rows)
-        report({"encoders": rows}, as_json, human)
+        rows = [spec.facts() for spec in registered_encoders().values()]
+        problems = plugin_encoders()[1]
+
+        def cell(value, unit=""):
+            return "-" if value in (None, "") else f"{value:g}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+        header = (f"{'name':14} {'checkpoint':34} {'family':14} {'layer':>5} {'of':>3} {'dim':>5} {'Hz':>3} "
+                  f"{'params':>6} {'weights':>8}  licence")
+        lines = [header] + [
+            f"{r['name']:14} {r['checkpoint']:34} {r['family'] or '-':14} {cell(r['default_layer']):>5} "
+            f"{cell(r['num_layers']):>3} {cell(r['dim']):>5} {cell(r['frame_rate']):>3} "
+            f"{cell(r['params_millions'], 'M'):>6} {cell(r['weights_size']):>8}  {r['licence']}"
+            + ("" if r["provider"] == "obt-eval" else f"  (plugin: {r['provider']})")
+            for r in rows
+        ] + [f"skipped plugin: {p}" for p in problems]
+        report({"encoders": rows, "plugin_problems": problems}, as_json, "\n".join(lines))
 
     @app.command("extract")
     def extract_command(
         corpus: Annotated[str, typer.Option("--corpus", help="Corpus name (see `obt-eval corpora`) or folder.")],
         encoder: Annotated[str, typer.Option(
-            help="Registered name (xlsr53, mms-300m, mms-1b, mfcc, logmel), Hub id, or local checkpoint folder.")],
+            help="Registered name (see `obt-eval encoders`), Hub id, or local checkpoint folder.")],
         layer: Annotated[int | None, typer.Option(
             help="Hugging Face hidden_states index (0 = input of block 1, k = output of block k).")] = None,
         layers: Annotated[str | None, typer.Option(help="Several layers from one pass, e.g. 12-18 or 6,9,12.")] = None,

@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Random seed: same seed, same codebook.")] = 0,
         n_init: Annotated[int, typer.Option(help="k-means++ restarts (best one is refined on all frames).")] = 3,
         max_iter: Annotated[int, typer.Option(help="Lloyd iterations at most.")] = 100,
+        backend: Annotated[str, typer.Option(
+            help="k-means backend: auto (= torch), torch or faiss (faiss-cpu init + Lloyd).")] = "auto",
         name: Annotated[str | None, typer.Option(
             help="Units folder name under <workspace>/units (default: corpus_encoder_L<layer>_k<k>_s<seed>).")] = None,
         out: Annotated[Path | None, typer.Option(help="Write the units folder here instead.")] = None,
@@ -50,7 +52,8 @@ def register(app: typer.Typer) -> None:
         from obt_eval.units.learn import learn_units
 
         ws = workspace(workspace_dir)
-        cfg = KMeansConfig(k=k, sample_frac=sample_frac, seed=seed, n_init=n_init, max_iter=max_iter, device=device)
+        cfg = KMeansConfig(k=k, sample_frac=sample_frac, seed=seed, n_init=n_init, max_iter=max_iter, device=device,
+                           backend=backend)
         out_dir = out if out else (ws.units_dir(name) if name else None)
         res = learn_units(features, cfg, out_dir=out_dir, workspace=ws, force=force, progress=not as_json)
         meta = res.units.meta
@@ -59,7 +62,8 @@ def register(app: typer.Typer) -> None:
             "inertia": meta["inertia"], "heldout_inertia": meta.get("heldout_inertia"),
             "sample_utterances": meta["sample_utterances"], "sample_frames": meta["sample_frames"],
             "fit_seconds": meta["kmeans"]["fit_seconds"], "iterations": meta["kmeans"]["n_iter"],
-            "device": meta["kmeans"]["device"], "reused": res.reused, "skipped": len(res.skipped),
+            "device": meta["kmeans"]["device"], "backend": meta["kmeans"].get("backend_resolved"),
+            "reused": res.reused, "skipped": len(res.skipped),
         }
         held = summary["heldout_inertia"]
         human = (f"{'reused' if res.reused else 'wrote'} {summary['utterances']} unit sequences (k={k}) -> "

@@ -198,3 +198,67 @@ def test_the_progress_bar_ends_at_100_percent(tone_corpus, workspace, monkeypatc
     (bar,) = bars
     # the count covers every frame extracted, and nothing else: 100 %, not a rounded 98-99 %
     assert bar.total > 0 and bar.n == bar.total
+
+
+def _corpus_with_loud_tails(tmp_path, workspace, name="tails"):
+    """Utterances whose lengths are not frame multiples, with a loud burst in the samples past the last frame.
+
+    The frame grid needs samples [0, 320 (n_frames - 1) + 400); the 1..319 samples after that change
+    the utterance's mean and variance, i.e. the waveform normalisation the full model applies.
+    """
+    import soundfile as sf
+
+    from obt_eval.corpus import Corpus
+    from obt_eval.corpus.ingest import ingest
+
+    rng = np.random.default_rng(7)
+    folder = tmp_path / name
+    folder.mkdir()
+    for i, n in enumerate((16_000 + 311, 27_000 + 93, 9_000 + 250)):
+        assert (n - 400) % 320 != 0
+        wave = 0.05 * rng.standard_normal(n)
+        used = 320 * (num_frames(n) - 1) + 400
+        wave[used:] += 0.8 * np.sign(rng.standard_normal(n - used))  # a click in the cut-off tail
+        sf.write(folder / f"u{i}.wav", wave.astype(np.float32), 16_000, subtype="FLOAT")
+    ingest(folder, name, workspace, progress=False)
+    return Corpus.open(name, workspace)
+
+
+def _full_model_layers(model_dir, wave, layers):
+    import torch
+    from transformers import Wav2Vec2Model
+
+    model = Wav2Vec2Model.from_pretrained(model_dir).eval()
+    x = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)  # the feature extractor, on the untruncated file
+    with torch.no_grad():
+        hs = model(torch.from_numpy(x.astype(np.float32))[None], output_hidden_states=True).hidden_states
+    return {k: hs[k][0].numpy() for k in layers}
+
+
+@pytest.mark.parametrize("chunk_seconds,layers", [(60.0, [1, 4]), (0.8, [0])])
+def test_stored_features_equal_the_full_model_on_the_untruncated_file(tmp_path, workspace, tiny_wav2vec2,
+                                                                     chunk_seconds, layers):
+    """Normalisation uses the whole utterance, not the samples the frame grid (or a chunk) keeps.
+
+    fp16 stores are compared with the full model's hidden_states[k] on the whole file: the difference
+    must stay at fp16 rounding (well under 1 % of the features' standard deviation). Chunked runs are
+    compared at layer 0 (before attention, which a chunk necessarily cuts), away from the seams.
+    """
+    from obt_eval.audio import load_16k
+
+    corpus = _corpus_with_loud_tails(tmp_path, workspace)
+    stores = extract_features(corpus, str(tiny_wav2vec2), layers, workspace, progress=False,
+                              options=ExtractOptions(chunk_seconds=chunk_seconds))
+    chunk = int(chunk_seconds * 50)
+    reach = 8  # the tiny model's positional convolution has 16 taps
+    for uid, path in zip(corpus.ids, corpus.manifest["audio_path"], strict=True):
+        wave = load_16k(path).astype(np.float64)
+        reference = _full_model_layers(tiny_wav2vec2, wave, layers)
+        for k in layers:
+            stored = stores[k].get(uid).astype(np.float32)
+            assert stored.shape == reference[k].shape
+            seams = range(chunk, len(stored), chunk)
+            far = [i for i in range(len(stored)) if all(abs(i - s) > reach for s in seams)]
+            assert len(far) > len(stored) // 3
+            error = np.abs(stored[far] - reference[k][far]).max() / reference[k].std()
+            assert error < 0.005, f"{uid} layer {k}: {error:.4f} of a standard deviation"

@@ -1,6 +1,14 @@
-"""Speech encoders by name: HF wav2vec2-family checkpoints and two weightless baselines (mfcc, logmel)."""
+"""Speech encoders by name: wav2vec2 family, w2v-BERT 2.0, HuBERT, XEUS (ESPnet), plugins, weightless baselines."""
 
-from obt_eval.encoders.base import Encoder
-from obt_eval.encoders.registry import ENCODERS, EncoderSpec, load_encoder, resolve_encoder
+from obt_eval.encoders.base import Encoder, FrameGrid
+from obt_eval.encoders.registry import (
+    ENCODERS,
+    EncoderSpec,
+    load_encoder,
+    plugin_encoders,
+    registered_encoders,
+    resolve_encoder,
+)
 
-__all__ = ["ENCODERS", "Encoder", "EncoderSpec", "load_encoder", "resolve_encoder"]
+__all__ = ["ENCODERS", "Encoder", "EncoderSpec", "FrameGrid", "load_encoder", "plugin_encoders", "registered_encoders",
+           "resolve_encoder"]

@@ -80,7 +80,7 @@ class SpectralEncoder(Encoder):
     max_chunk_seconds = None
 
     @torch.inference_mode()
-    def encode(self, waves: torch.Tensor, lengths: torch.Tensor, layers: list[int | None]) -> dict:
+    def encode(self, waves: torch.Tensor, lengths: torch.Tensor, layers: list[int | None], stats=None) -> dict:
         if any(layer is not None for layer in layers):
             raise BadInputError(f"the {self.kind} baseline has no layers", "leave out --layer/--layers for it")
         waves = waves.to(self._device, torch.float32)

@@ -5,8 +5,11 @@ How it stays fast and exact:
   length, so padding is small; padding never enters the waveform normalisation, and the attention
   mask reaches the encoder, so a padded batch gives the same features as one utterance at a time;
 * only the transformer blocks up to the deepest requested layer are built and run;
-* long files are cut into chunks on the 320-sample frame grid (chunk i needs samples
+* long files are cut into chunks on the encoder's frame grid (for wav2vec2, chunk i needs samples
   ``[320 a, 320 (b-1) + 400)`` for its frames ``[a, b)``), so no frame is lost or duplicated;
+* per-utterance input normalisation (waveform mean/variance, w2v-BERT's fbank bin statistics) is
+  computed once over the whole file, so neither a chunk nor the grid's cut of the file's last few
+  samples changes it: stored features equal the full model's ``hidden_states[k]`` on the whole file;
 * audio for the next shards is decoded by worker threads while the encoder runs, and finished
   shards are written by a background thread (fp16, atomically); a killed run skips finished shards.
 """
@@ -29,10 +32,11 @@ from tqdm import tqdm
 from obt_eval.audio import load_16k
 from obt_eval.corpus.manifest import Corpus
 from obt_eval.encoders import Encoder, load_encoder, resolve_encoder
+from obt_eval.encoders.base import WAV2VEC2_GRID, FrameGrid
 from obt_eval.encoders.registry import default_layers
 from obt_eval.errors import BadInputError
 from obt_eval.features.store import NOT_EXTRACTED, FeatureStore, FeatureStoreWriter
-from obt_eval.frames import FRAME_RATE, SAMPLE_RATE, frame_span_samples, num_frames
+from obt_eval.frames import FRAME_RATE, SAMPLE_RATE, num_frames
 from obt_eval.integrity import CorruptArtifactError
 from obt_eval.workspace import Workspace
 
@@ -72,16 +76,24 @@ def plan_shards(lengths: dict[str, int], shard_frames: int) -> list[list[str]]:
     return shards
 
 
-def segments_of(uid: str, num_samples: int, chunk_frames: int | None) -> list[Segment]:
-    """Cut one utterance into chunks of at most `chunk_frames` frames on the exact frame grid."""
-    total = num_frames(num_samples)
+def segments_of(
+    uid: str, num_samples: int, chunk_frames: int | None, grid: FrameGrid = WAV2VEC2_GRID
+) -> list[Segment]:
+    """Cut one utterance into chunks of at most `chunk_frames` frames on the exact frame grid.
+
+    The last chunk keeps the file's tail (the < hop samples after the last frame's window): it yields
+    no frame, but group-norm front ends (HuBERT base, mHuBERT-147) normalise over every sample they see.
+    """
+    total = grid.frames(num_samples)
     if total == 0:
         return []
     step = total if not chunk_frames else chunk_frames
     segments = []
     for part, first in enumerate(range(0, total, step)):
         end_frame = min(total, first + step)
-        start, end = frame_span_samples(first, end_frame)
+        start, end = grid.span(first, end_frame)
+        if end_frame == total:
+            end = num_samples
         segments.append(Segment(uid, part, start, end, end_frame - first))
     return segments
 
@@ -105,7 +117,7 @@ def make_batches(segments: list[Segment], batch_samples: int, max_batch: int) ->
 def _store_meta(corpus: Corpus, encoder: Encoder, layer: int | None, plan_hash: str, opts: ExtractOptions) -> dict:
     return {
         **encoder.describe(), "corpus": corpus.name, "corpus_path": str(corpus.root), "layer": layer,
-        "dim": encoder.dim, "frame_rate": FRAME_RATE, "sample_rate": SAMPLE_RATE, "plan": plan_hash,
+        "dim": encoder.dim, "frame_rate": encoder.grid.rate, "sample_rate": SAMPLE_RATE, "plan": plan_hash,
         "layer_convention": "Hugging Face hidden_states index: 0 = input of block 1, k = output of block k",
         "options": asdict(opts),
     }
@@ -169,17 +181,20 @@ def extract_features(
 
     total_seconds = sum(lengths[u] for i in todo for u in shards[i]) / SAMPLE_RATE
     # counted in frames (exact integers, shown as seconds): the bar ends at 100 %, not at a rounded 99 %
-    bar = tqdm(total=sum(num_frames(lengths[u]) for i in todo for u in shards[i]), unit="s audio",
+    bar = tqdm(total=sum(encoder.grid.frames(lengths[u]) for i in todo for u in shards[i]), unit="s audio",
                unit_scale=1 / FRAME_RATE, desc=f"extract {encoder.name}", disable=not progress,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}, {rate_fmt}]")
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, opts.workers)) as readers, ThreadPoolExecutor(1) as writer_pool:
         pending_writes: list[Future] = []
-        for i, waves in _prefetch(todo, shards, audio_paths, readers, opts.prefetch_shards):
-            segments = [seg for uid in shards[i] for seg in segments_of(uid, len(waves[uid]), chunk_frames)]
+        for i, loaded in _prefetch(todo, shards, audio_paths, readers, opts.prefetch_shards, encoder):
+            waves = {uid: wave for uid, (wave, _) in loaded.items()}
+            stats = {uid: st for uid, (_, st) in loaded.items()}
+            segments = [seg for uid in shards[i] for seg in segments_of(uid, len(waves[uid]), chunk_frames,
+                                                                        encoder.grid)]
             parts: dict[int | None, dict[tuple[str, int], np.ndarray]] = {layer: {} for layer in layers}
             for batch in make_batches(segments, batch_samples, max_batch):
-                outputs = _run_batch(encoder, batch, waves, layers, on_gpu)
+                outputs = _run_batch(encoder, batch, waves, layers, on_gpu, stats)
                 for layer, array in outputs.items():
                     for row, seg in enumerate(batch):
                         parts[layer][(seg.uid, seg.part)] = array[row, : seg.frames]
@@ -220,15 +235,21 @@ def _complete_stores(paths: dict, encoder_id: str, plan_hash: str) -> dict[int |
     return stores
 
 
-def _prefetch(todo, shards, audio_paths, pool, depth) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """Yield (shard, {uid: wave}) while the next `depth` shards are already being decoded."""
+def _load_with_stats(path, encoder: Encoder) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode one utterance and compute its whole-file normalisation statistics (in a reader thread)."""
+    wave = load_16k(path)
+    return wave, encoder.utterance_stats(wave)
+
+
+def _prefetch(todo, shards, audio_paths, pool, depth, encoder) -> Iterator[tuple[int, dict[str, tuple]]]:
+    """Yield (shard, {uid: (wave, stats)}) while the next `depth` shards are already being decoded."""
     queue: list[tuple[int, dict[str, Future]]] = []
     it = iter(todo)
 
     def submit_next() -> None:
         i = next(it, None)
         if i is not None:
-            queue.append((i, {uid: pool.submit(load_16k, audio_paths[uid]) for uid in shards[i]}))
+            queue.append((i, {uid: pool.submit(_load_with_stats, audio_paths[uid], encoder) for uid in shards[i]}))
 
     for _ in range(max(1, depth)):
         submit_next()
@@ -241,7 +262,8 @@ def _prefetch(todo, shards, audio_paths, pool, depth) -> Iterator[tuple[int, dic
 GPU_PAD_BUCKET = SAMPLE_RATE // 2  # on GPU, pad batches to 0.5 s steps: few shapes for cuDNN to tune
 
 
-def _run_batch(encoder: Encoder, batch: list[Segment], waves: dict, layers: list, on_gpu: bool) -> dict:
+def _run_batch(encoder: Encoder, batch: list[Segment], waves: dict, layers: list, on_gpu: bool,
+               stats: dict | None = None) -> dict:
     longest = max(seg.end - seg.start for seg in batch)
     if on_gpu and encoder.pads_exactly:
         longest = -(-longest // GPU_PAD_BUCKET) * GPU_PAD_BUCKET
@@ -251,7 +273,12 @@ def _run_batch(encoder: Encoder, batch: list[Segment], waves: dict, layers: list
         piece = waves[seg.uid][seg.start : seg.end]
         padded[row, : len(piece)] = torch.from_numpy(piece)
         lengths[row] = len(piece)
-    outputs = encoder.encode(padded, lengths, layers)
+    rows = [stats.get(seg.uid) for seg in batch] if stats else []
+    if rows and all(row is not None for row in rows):
+        # the whole utterance's statistics, not the chunk's: a cut never changes the normalisation
+        outputs = encoder.encode(padded, lengths, layers, stats=torch.from_numpy(np.stack(rows)))
+    else:
+        outputs = encoder.encode(padded, lengths, layers)
     # fp16 on the device before the copy halves the transfer; stores are fp16 anyway.
     return {layer: out.to(torch.float16).cpu().numpy() for layer, out in outputs.items()}
 

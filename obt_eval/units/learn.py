@@ -146,7 +146,7 @@ def learn_units(
         "sample_frames": int(sum(f.shape[0] for _, f in sample)),
         "kmeans": {**cfg.fit_key(), "n_iter": result.n_iter, "init_inertia": result.init_inertia,
                    "restart_inertias": result.restart_inertias, "fit_seconds": round(result.seconds, 3),
-                   "device": result.device},
+                   "device": result.device, "backend_resolved": result.backend},
         "skipped": skipped,
         "fit_key": fit_key,
     }
