@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         """Train (or resume) a unit HiFi-GAN on one units folder and the corpus audio it came from.
 
         Re-running the same command resumes from the last checkpoint. Works under `torchrun` (DDP).
-        Example: obt-eval train-vocoder --units workspace/units/demo-logmel-k50 --speakers --steps 100000
+        Example: obt-eval train-vocoder --units workspace/units/demo-logmel-k50 --preset tiny --steps 300
         """
         from obt_eval.vocoder.train import train_vocoder
 
@@ -169,7 +169,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Synthesize 16 kHz PCM-16 WAVs, loudness-normalised (EBU R128) and silence-trimmed alike.
 
-        Example: obt-eval synthesize --vocoder workspace/vocoders/demo-k50 --units workspace/units/demo-k50
+        Example: obt-eval synthesize --vocoder workspace/vocoders/demo-logmel-k50
+        --units workspace/units/demo-logmel-k50
         """
         from obt_eval.vocoder.postprocess import OutputPolicy
         from obt_eval.vocoder.synthesis import synthesize_units

@@ -67,6 +67,8 @@ def recover_orphans(workspace: Workspace) -> list[int]:
             jobs.kill_group(pid, signal.SIGKILL)
         if jobs._finish(job_id, workspace, "failed", error=CRASH_MESSAGE, only_from=("running",)):
             failed.append(job_id)
+    for job_id in failed:
+        _after_job(job_id, workspace)  # an experiment waiting on it learns that it stopped
     return failed
 
 

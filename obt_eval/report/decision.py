@@ -304,36 +304,56 @@ def _colors(names: list[str]) -> dict[str, str]:
 
 
 def plot_abx(data: dict) -> bytes | None:
+    """ABX within/across per layer for layered encoders (baselines as horizontal lines); bars if none has layers."""
     encoders = [c for c in data.get("contenders", []) if c.get("kind", "encoder") == "encoder"]
     colors = _colors([c["name"] for c in encoders])
+    scored = {c["name"]: [r for r in c.get("search_rows") or [] if _num(r.get("abx_within")) is not None]
+              for c in encoders}
+    scored = {n: rows for n, rows in scored.items() if rows}
+    if not scored:
+        return None
     fig = _figure()
     ax = fig.add_subplot()
-    drawn = False
+    layered_any = any(_num(r.get("layer")) is not None for rows in scored.values() for r in rows)
+    if not layered_any:
+        names = list(scored)
+        for i, n in enumerate(names):
+            row = scored[n][0]
+            ax.bar(i - 0.2, 100 * _num(row["abx_within"]), 0.4, color=colors[n])
+            if _num(row.get("abx_across")) is not None:
+                ax.bar(i + 0.2, 100 * _num(row["abx_across"]), 0.4, color=colors[n], alpha=0.5, hatch="//")
+        ax.set_xticks(range(len(names)), [f"{n}\n(within | across)" for n in names], fontsize=8)
+        ax.set_ylabel("ABX error (%)")
+        ax.set_title("ABX within (solid) and across (hatched) speakers (lower is better)")
+        ax.grid(alpha=0.3, axis="y")
+        return _png(fig)
     for c in encoders:
-        rows = [r for r in c.get("search_rows") or [] if _num(r.get("abx_within")) is not None]
+        rows = scored.get(c["name"])
         if not rows:
             continue
+        color = colors[c["name"]]
         layered = [r for r in rows if _num(r.get("layer")) is not None]
-        if layered:
-            per = {}
-            for r in layered:
-                per.setdefault(int(_num(r["layer"])), r)
-            xs = sorted(per)
-            ax.plot(xs, [100 * _num(per[x]["abx_within"]) for x in xs], "o-", color=colors[c["name"]],
-                    label=f"{c['name']} within")
-            across = [_num(per[x].get("abx_across")) for x in xs]
-            if any(v is not None for v in across):
-                ax.plot(xs, [100 * v if v is not None else np.nan for v in across], "s--", color=colors[c["name"]],
-                        alpha=0.6, label=f"{c['name']} across")
-            chosen = (c.get("choice") or {}).get("layer")
-            if chosen in per:
-                ax.plot([chosen], [100 * _num(per[chosen]["abx_within"])], "*", ms=14, color=colors[c["name"]])
-        else:
-            ax.axhline(100 * _num(rows[0]["abx_within"]), color=colors[c["name"]], linestyle=":",
-                       label=f"{c['name']} (no layers) within")
-        drawn = True
-    if not drawn:
-        return None
+        if not layered:
+            ax.axhline(100 * _num(rows[0]["abx_within"]), color=color, linestyle=":", label=f"{c['name']} within")
+            if _num(rows[0].get("abx_across")) is not None:
+                ax.axhline(100 * _num(rows[0]["abx_across"]), color=color, linestyle="-.", alpha=0.6,
+                           label=f"{c['name']} across")
+            continue
+        per: dict[int, dict] = {}
+        for r in layered:
+            per.setdefault(int(_num(r["layer"])), r)
+        xs = sorted(per)
+        ax.plot(xs, [100 * _num(per[x]["abx_within"]) for x in xs], "o-", color=color, label=f"{c['name']} within")
+        across = [_num(per[x].get("abx_across")) for x in xs]
+        if any(v is not None for v in across):
+            ax.plot(xs, [100 * v if v is not None else np.nan for v in across], "s--", color=color, alpha=0.6,
+                    label=f"{c['name']} across")
+        chosen = (c.get("choice") or {}).get("layer")
+        if chosen in per:
+            ax.plot([chosen], [100 * _num(per[chosen]["abx_within"])], "*", ms=14, color=color)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (Hugging Face hidden_states index)")
     ax.set_ylabel("ABX error (%)")
     ax.set_title("ABX by layer (lower is better; ★ chosen layer)")
