@@ -76,7 +76,7 @@ RESYNTH = ("mcd_db", "f0_rmse_cents", "gpe", "stoi")
 # the metrics the verdict weighs, in the order a reader cares about them
 VERDICT_METRICS = ["mos", "abx_within", "abx_across", "pnmi", "mcd_db", "f0_rmse_cents", "stoi", "dnsmos_ovrl",
                    "distillmos", "cer"]
-EXCLUDED_FROM_LEAD = ("natural", "anchor")
+EXCLUDED_FROM_LEAD = ("natural", "anchor")  # references, not contenders
 
 
 @dataclass
@@ -162,6 +162,10 @@ def summarise(data: dict, analysis: dict | None) -> pd.DataFrame:
         if s:
             row["mos"], row["mos_lo"], row["mos_hi"], row["mos_n"] = s["mos"], s["ci95"][0], s["ci95"][1], s["n"]
         rows.append(row)
+    for name, s in mos.items():  # the natural recordings' MOS: the ceiling the contenders are heard against
+        if name not in {r["contender"] for r in rows} and name not in ("anchor",):
+            rows.append({"contender": name, "type": "reference", "mos": s["mos"], "mos_lo": s["ci95"][0],
+                         "mos_hi": s["ci95"][1], "mos_n": s["n"]})
     return pd.DataFrame(rows)
 
 
@@ -180,13 +184,20 @@ def paired_difference(a: list[dict], b: list[dict], key: str) -> tuple[float, fl
     return m, lo, hi, n
 
 
+def _contenders(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows that compete (not the natural reference or the anchor)."""
+    if summary.empty:
+        return summary
+    return summary[~summary["contender"].isin(EXCLUDED_FROM_LEAD) & (summary["type"] != "reference")]
+
+
 def verdict(data: dict, summary: pd.DataFrame, analysis: dict | None) -> list[str]:
     """Sentences: who leads on what, by how much, with what uncertainty."""
     labels = {c[0]: (c[1], c[2], c[3], c[4]) for c in COLUMNS}
     by_name = {c["name"]: c for c in data.get("contenders", [])}
     out: list[str] = []
     leads: dict[str, list[str]] = {}
-    contenders = summary[~summary["contender"].isin(EXCLUDED_FROM_LEAD)] if not summary.empty else summary
+    contenders = _contenders(summary)
     for key in VERDICT_METRICS:
         if not _present(contenders, key):
             continue
@@ -465,7 +476,7 @@ def _table(summary: pd.DataFrame, columns: list[tuple], best: dict[str, str]) ->
 
 def _best_per_column(summary: pd.DataFrame) -> dict[str, str]:
     out = {}
-    contenders = summary[~summary["contender"].isin(EXCLUDED_FROM_LEAD)] if not summary.empty else summary
+    contenders = _contenders(summary)
     for key, _, _, lower, _ in COLUMNS:
         if lower is None or not _present(contenders, key):
             continue

@@ -245,6 +245,7 @@ def advance(workspace: Workspace, name: str) -> dict[str, Any]:
         plan = load_plan(workspace, name)
         if plan.get("state") == "cancelled":
             return plan
+        loaded = json.dumps(plan, sort_keys=True, default=str)
         was = plan.get("state")
         pi = plan_input(plan)
         stages = P.build_stages(pi)
@@ -278,8 +279,9 @@ def advance(workspace: Workspace, name: str) -> dict[str, Any]:
             plan.pop("error", None)
         if plan["state"] != was and plan["state"] in FINAL:
             plan["history"].append({"at": now(), "event": plan["state"]})
-        _save(workspace, plan)
-        _write_provenance(workspace, plan, stages)
+        if json.dumps(plan, sort_keys=True, default=str) != loaded:  # polling loops call this every second
+            _save(workspace, plan)
+            _write_provenance(workspace, plan, stages)
         if plan["state"] == "done" and (was != "done" or not plan.get("report")):
             _render_report(workspace, plan)
             _save(workspace, plan)
