@@ -184,8 +184,9 @@ def test_options_round_trip_through_json_and_presets_are_plain_options():
 
     from pipelines.experiments.presets import preset
 
-    demo = preset("demo", vocoder_steps=5)
+    demo = preset("demo", vocoder_steps=5, name="demo2", sentences_per_language=3)
     again = validate_options(json.loads(json.dumps(demo.to_dict())))
-    assert again == demo and again.demo_corpus.sentences_per_language == 6 and again.vocoder_steps == 5
+    assert again == demo and again.demo_corpus.sentences_per_language == 3 and again.vocoder_steps == 5
+    assert again.name == "demo2" and again.encoders == ["mfcc", "logmel"] and again.ks == [50]
     with pytest.raises(BadInputError, match="unknown experiment preset"):
         preset("nope")

@@ -27,9 +27,9 @@ def start(workspace: Workspace, options: ExperimentOptions | dict[str, Any]) -> 
     return C.start(workspace, validate_options(options))["name"]
 
 
-def start_preset(workspace: Workspace, name: str = "demo", **overrides: Any) -> str:
-    """Start a named preset (``demo``); `overrides` replace its options (e.g. ``vocoder_steps=50``)."""
-    return start(workspace, preset(name, **overrides))
+def start_preset(workspace: Workspace, preset_name: str = "demo", /, **overrides: Any) -> str:
+    """Start a named preset (``demo``); `overrides` replace its options (e.g. ``vocoder_steps=50``, ``name=``)."""
+    return start(workspace, preset(preset_name, **overrides))
 
 
 def resume(workspace: Workspace, name: str) -> dict[str, Any]:

@@ -30,7 +30,8 @@ def demo(**overrides: Any) -> ExperimentOptions:
 PRESETS = {"demo": demo}
 
 
-def preset(name: str, **overrides: Any) -> ExperimentOptions:
-    if name not in PRESETS:
-        raise BadInputError(f"unknown experiment preset {name!r}", f"use one of: {', '.join(PRESETS)}")
-    return PRESETS[name](**overrides)
+def preset(preset_name: str, /, **overrides: Any) -> ExperimentOptions:
+    """The options of a named preset; `overrides` replace any of them (the experiment `name` too)."""
+    if preset_name not in PRESETS:
+        raise BadInputError(f"unknown experiment preset {preset_name!r}", f"use one of: {', '.join(PRESETS)}")
+    return PRESETS[preset_name](**overrides)
