@@ -77,6 +77,8 @@ def test_the_demo_job_runs_the_demo_preset_and_option_changes_rerun_only_what_th
         assert "Which encoder? — demo" in page and "listening test: 0 of" in page
         provenance = json.loads((workspace.root / "experiments" / "demo" / "provenance.json").read_text())
         assert provenance["stages"]["vocoder:mfcc"]["artifacts"]  # sidecar checksums of what it made
+        invited = api.create_study(workspace, "demo", raters=1)  # what the app's "invite" button calls
+        assert invited["study"] == "demo" and len(invited["invites"]) == 1
 
         before = stage_jobs(workspace, "demo")
         count = len(jobs.list_jobs(workspace, limit=500))
