@@ -71,6 +71,8 @@ def register(app: typer.Typer) -> None:
             f"{info.num_phones} phones, {len(info.phone_inventory)} phone types, {info.num_items} ABX items\n\n"
             f"next steps:\n"
             f"  {info.ingest_command}\n"
-            f"  obt-eval experiment run --name first --corpus demo --encoders mfcc,logmel --k 50"
+            f"  obt-eval experiment run --name first --corpus demo --encoders mfcc,logmel --k 50 \\\n"
+            f"      --vocoder-preset tiny --vocoder-steps 300 --study-utterances 6\n"
+            f"  obt-eval experiment report first"
         )
         report(info.to_dict(), as_json, human)

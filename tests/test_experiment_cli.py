@@ -34,9 +34,18 @@ def test_run_detached_then_status_list_and_cancel(workspace, tone_corpus, tmp_pa
     plan = json.loads((workspace.root / "experiments" / "t1" / "plan.json").read_text())
     assert plan["options"]["ks"] == [4] and plan["options"]["encoders"] == ["mfcc", "logmel"]
     assert plan["history"][-1]["event"] == "options changed: ks"
+    # a stage that failed goes again with `experiment resume`: the same job, queued again
+    from pipelines import jobs
+
+    extract = next(r for r in status["stages"] if r["id"] == "extract:mfcc")["job_id"]
+    jobs._finish(extract, workspace, "failed", error="out of memory")
+    assert run(["experiment", "status", "t1", "--json"]) == 0
+    assert next(r for r in last_json(capsys)["stages"] if r["id"] == "extract:mfcc")["state"] == "failed"
+    assert run(["experiment", "resume", "t1", "--detach", "--no-worker", "--json"]) == 0
+    capsys.readouterr()
+    assert jobs.get(extract, workspace).state == "queued"
     assert run(["experiment", "cancel", "t1", "--json"]) == 0
     assert last_json(capsys)["state"] == "cancelled"
-    from pipelines import jobs
 
     assert {j.state for j in jobs.list_jobs(workspace)} == {"cancelled"}
 

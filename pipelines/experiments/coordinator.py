@@ -253,6 +253,7 @@ def advance(workspace: Workspace, name: str) -> dict[str, Any]:
         records: dict[str, dict] = plan["stages"]
         _refresh(workspace, records)
         keys = P.compute_keys(stages, {"corpus": corpus_fingerprint(workspace, pi.options.corpus)})
+        _resume_crashed(workspace, plan, keys)
         decisions: list[P.Decision] = []
         for _ in range(len(stages) + 2):
             decisions = P.decide(stages, keys, records)
@@ -286,6 +287,30 @@ def advance(workspace: Workspace, name: str) -> dict[str, Any]:
             _render_report(workspace, plan)
             _save(workspace, plan)
         return plan
+
+
+MAX_CRASH_RESUMES = 3
+
+
+def _resume_crashed(workspace: Workspace, plan: dict, keys: dict[str, str | None]) -> None:
+    """A stage whose worker died under it (crash, reboot, kill) goes on by itself: that was not its fault.
+
+    Its job is resumed (it continues from its artifacts), at most MAX_CRASH_RESUMES times, so a job that
+    brings its worker down every time ends as failed instead of looping.
+    """
+    from pipelines import jobs
+    from pipelines.runner import CRASH_MESSAGE
+
+    for sid, rec in plan["stages"].items():
+        if (rec.get("state") != "failed" or rec.get("error") != CRASH_MESSAGE or rec.get("key") != keys.get(sid)
+                or rec.get("crash_resumes", 0) >= MAX_CRASH_RESUMES):
+            continue
+        try:
+            jobs.resume(rec["job_id"], workspace)
+        except ObtEvalError:
+            continue
+        rec.update(state="queued", error=None, crash_resumes=rec.get("crash_resumes", 0) + 1)
+        plan["history"].append({"at": now(), "event": f"{sid}: its worker stopped; resumed job {rec['job_id']}"})
 
 
 def overall_state(decisions: list[P.Decision]) -> str:
