@@ -99,10 +99,17 @@ def _num(value: Any) -> float | None:
 def _fmt(value: Any, kind: str) -> str:
     v = _num(value)
     if kind == "text":
-        return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "–"
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     if v is None:
         return ""
     return {"pct": f"{100 * v:.2f}", "f3": f"{v:.3f}", "f2": f"{v:.2f}", "f0": f"{v:.0f}"}[kind]
+
+
+def _signed(value: float, kind: str) -> str:
+    text = _fmt(abs(value), kind)
+    return ("−" if value < 0 else "+") + text
 
 
 def mean_ci(values: list[float] | np.ndarray) -> tuple[float | None, float | None, float | None, int]:
@@ -216,14 +223,16 @@ def verdict(data: dict, summary: pd.DataFrame, analysis: dict | None) -> list[st
         scale, shown_unit = (100.0, " points") if kind == "pct" else (1.0, f" {unit}" if unit else "")
         text = (f"<b>{html.escape(best)}</b> leads on {label} ({_fmt(values[best], kind)}{'%' if kind == 'pct' else ''}"
                 f" vs {_fmt(values[second], kind)}{'%' if kind == 'pct' else ''} for {html.escape(second)}, "
-                f"{diff * scale:.2f}{shown_unit} {'lower' if lower else 'higher'}; ")
+                f"{(f'{diff * scale:.2f}' if kind == 'pct' else _fmt(diff, kind))}{shown_unit} "
+                f"{'lower' if lower else 'higher'}; ")
         if key in RESYNTH:
             pd_ = paired_difference(by_name[best].get("resynthesis") or [],
                                     by_name[second].get("resynthesis") or [], key)
             if pd_ and pd_[1] is not None:
                 m, lo, hi, n = pd_
                 overlaps = lo <= 0 <= hi
-                text += (f"paired difference over {n} utterances {m:+.3g} [95% CI {lo:+.3g}, {hi:+.3g}]"
+                text += (f"paired difference over {n} utterances {_signed(m, kind)} "
+                         f"[95% CI {_signed(lo, kind)}, {_signed(hi, kind)}]"
                          f"{' — the interval includes 0: not a clear difference' if overlaps else ''})")
             else:
                 text += "too few shared utterances for an interval)"
