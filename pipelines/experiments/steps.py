@@ -122,12 +122,6 @@ def run_vocoder(p: VocoderParams, ctx: StepContext) -> dict:
     from obt_eval.vocoder.train import train_vocoder
 
     ctx.stage(0, 1, f"train vocoder {Path(p.out).name}")
-    if p.preset == "tiny" and ctx.device in (None, "cpu"):
-        import torch
-
-        # The tiny preset's convolutions are too small to gain from intra-op threads, and on a busy CPU the
-        # threads' spin-waiting cost 8x (measured on the shared 2-core dev machine: 0.07 vs 0.58 steps/s).
-        torch.set_num_threads(1)
     units = UnitsStore.open(resolve(ctx.workspace, p.units, "units"))
     held = set(read_ids(p.exclude_file)) if p.exclude_file else set()
     ids = [u for u in units.ids if u not in held]
