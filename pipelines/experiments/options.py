@@ -66,7 +66,7 @@ class ExperimentOptions:
     vocoder_f0: bool = False
     vocoder_checkpoint_every: Annotated[int | None, Field(ge=1)] = None  # None: the preset's
     vocoder_validate_every: Annotated[int | None, Field(ge=1)] = None
-    study_utterances: Annotated[int, Field(ge=2, le=5000)] = 50
+    study_utterances: Annotated[int, Field(ge=2, le=300)] = 50  # the ids travel in one job parameter
     study_target_ratings: Annotated[int, Field(ge=1, le=100)] = 10  # P.808 expected_votes_per_file
     study_trials_per_block: Annotated[int, Field(ge=2, le=200)] = 10
     study_max_blocks_per_rater: Annotated[int | None, Field(ge=1, le=1000)] = None
