@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from conftest import write_tone_wavs
+
 from obt_eval_cli.main import run
 
 
@@ -94,3 +97,26 @@ def test_an_outside_system_with_no_held_out_clip_fails_its_stage_with_the_list_t
     side = json.loads((tmp_path / "out" / "stimuli.json").read_text())
     assert side["external"] is True and "utt02.wav" in side["checksums"]
     assert api.list_experiments(workspace) == []
+
+
+def test_the_demo_refuses_a_foreign_corpus_named_demo_and_uses_a_demo_corpus(workspace, tmp_path):
+    """Issue 11.9: a workspace that already has a corpus `demo` (the README's quick start makes one)."""
+    from obt_eval.corpus.ingest import ingest
+    from obt_eval.demo_corpus import make_demo_corpus
+    from obt_eval.errors import BadInputError
+    from pipelines.experiments.steps import CorpusParams, run_corpus
+    from pipelines.progress import ProgressFile
+    from pipelines.steps import StepContext
+
+    ctx = StepContext(workspace=workspace, job_dir=tmp_path, progress=ProgressFile(tmp_path))
+    write_tone_wavs(tmp_path / "mine")
+    ingest(tmp_path / "mine", "demo", workspace, progress=False)
+    with pytest.raises(BadInputError, match="not made by `obt-eval demo-corpus`") as err:
+        run_corpus(CorpusParams(), ctx)
+    assert "--workspace" in err.value.hint and "experiment run" in err.value.hint
+    other = workspace.__class__.at(tmp_path / "ws2")
+    made = make_demo_corpus(tmp_path / "readme_demo", speakers_per_language=1, sentences_per_language=2)
+    ingest(made.wav_dir, "demo", other, metadata=made.metadata_path, progress=False)
+    ctx2 = StepContext(workspace=other, job_dir=tmp_path, progress=ProgressFile(tmp_path))
+    out = run_corpus(CorpusParams(), ctx2)
+    assert out["reused"] is True and not (other.root / "demo_source").exists()
