@@ -180,8 +180,14 @@ def search_layers(
     config: SearchConfig | None = None,
     *,
     progress: bool = True,
+    out_dir: str | Path | None = None,
+    units_prefix: str | None = None,
 ) -> SearchResult:
-    """Extract `layers` once, score each layer and each k, write the table, name the best layer."""
+    """Extract `layers` once, score each layer and each k, write the table, name the best layer.
+
+    `out_dir` replaces ``reports/search/<corpus>/<encoder>/`` and `units_prefix` the default units
+    names (``units/<prefix>_L<layer>_k<k>``), so an experiment's search never overwrites another's.
+    """
     from obt_eval.features.extract import extract_features
 
     cfg = config or SearchConfig()
@@ -208,7 +214,10 @@ def search_layers(
                    "layer_key": -1 if layer is None else layer, "k": k, **layer_scores,
                    "features": str(store.path), "features_hash": sidecar_hash(store.path)}
             try:
-                learned = learn_units(store, kcfg, workspace=ws, progress=False)
+                units_dir = None
+                if units_prefix is not None:
+                    units_dir = ws.units_dir(f"{units_prefix}_L{'-' if layer is None else layer}_k{k}")
+                learned = learn_units(store, kcfg, out_dir=units_dir, workspace=ws, progress=False)
                 row.update(_units_scores(learned.units, store, items, alignments, corpus_durations(corp), cfg))
                 row.update({"units": str(learned.units.path), "units_hash": sidecar_hash(learned.units.path)})
             except ObtEvalError as exc:
@@ -220,7 +229,7 @@ def search_layers(
     best_layer, metric, score = pick_best(table)
     # the store's encoder name ("tiny-w2v2"), not the path or Hub id the user typed
     label = next(iter(stores.values())).encoder or encoder
-    out = search_dir(ws, corp.name, label)
+    out = Path(out_dir) if out_dir is not None else search_dir(ws, corp.name, label)
     summary = {
         "corpus": corp.name, "encoder": label, "encoder_source": encoder, "layers": [r for r in stores], "ks": cfg.ks,
         "best_layer": best_layer, "best_metric": metric, "best_score": score,

@@ -1,4 +1,4 @@
-"""CLI commands of the demo area: `obt-eval demo-corpus`."""
+"""CLI commands of the demo area: `obt-eval demo` (the demo experiment) and `obt-eval demo-corpus`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,35 @@ from typing import Annotated
 
 import typer
 
-from obt_eval_cli.common import JsonOpt, report
+from obt_eval_cli.common import JsonOpt, WorkspaceOpt, report, workspace
 
 
 def register(app: typer.Typer) -> None:
     """Adds this area's commands to `app`."""
+
+    @app.command("demo")
+    def demo(
+        encoders: Annotated[str | None, typer.Option(
+            "--encoders", help="Comma-separated encoders (default mfcc,logmel: no download).")] = None,
+        vocoder_steps: Annotated[int | None, typer.Option("--vocoder-steps", help="Tiny vocoder steps (300).")] = None,
+        detach: Annotated[bool, typer.Option("--detach", help="Return at once; the workers carry it on.")] = False,
+        no_worker: Annotated[bool, typer.Option("--no-worker", help="Start no local worker.")] = False,
+        ws: WorkspaceOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """The whole product on a synthetic corpus, offline: the experiment preset `demo`.
+
+        Demo corpus (espeak-ng Portuguese + Guarani) → mfcc and logmel → search → units (k=50) → tiny
+        vocoders → 6 held-out utterances synthesized and scored → a study with 3 invitations → the
+        decision report. Same as `obt-eval experiment run --name demo --preset demo`.
+        Example: obt-eval demo
+        """
+        from obt_eval_cli.experiment_commands import build_options, run_and_follow
+
+        w = workspace(ws)
+        given = {"encoders": encoders.split(",") if encoders else None, "vocoder_steps": vocoder_steps,
+                 "vocoder_validate_every": vocoder_steps}
+        run_and_follow(w, build_options(w, "demo", given, "demo"), detach, no_worker, None, as_json)
 
     @app.command("demo-corpus")
     def demo_corpus(
@@ -47,6 +71,8 @@ def register(app: typer.Typer) -> None:
             f"{info.num_phones} phones, {len(info.phone_inventory)} phone types, {info.num_items} ABX items\n\n"
             f"next steps:\n"
             f"  {info.ingest_command}\n"
-            f"  obt-eval extract --corpus demo --encoder mfcc"
+            f"  obt-eval experiment run --name first --corpus demo --encoders mfcc,logmel --k 50 \\\n"
+            f"      --vocoder-preset tiny --vocoder-steps 300 --study-utterances 6\n"
+            f"  obt-eval experiment report first"
         )
         report(info.to_dict(), as_json, human)

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "obt_eval_cli.study_commands",
     "obt_eval_cli.app_commands",
     "obt_eval_cli.mms_commands",
+    "obt_eval_cli.experiment_commands",
 ]
 
 

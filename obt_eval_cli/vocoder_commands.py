@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         """Train (or resume) a unit HiFi-GAN on one units folder and the corpus audio it came from.
 
         Re-running the same command resumes from the last checkpoint. Works under `torchrun` (DDP).
-        Example: obt-eval train-vocoder --units workspace/units/demo-logmel-k50 --speakers --steps 100000
+        Example: obt-eval train-vocoder --units workspace/units/demo-logmel-k50 --preset tiny --steps 300
         """
         from obt_eval.vocoder.train import train_vocoder
 
@@ -172,7 +172,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Synthesize 16 kHz PCM-16 WAVs, loudness-normalised (EBU R128) and silence-trimmed alike.
 
-        Example: obt-eval synthesize --vocoder workspace/vocoders/demo-k50 --units workspace/units/demo-k50
+        Example: obt-eval synthesize --vocoder workspace/vocoders/demo-logmel-k50
+        --units workspace/units/demo-logmel-k50
         """
         from obt_eval.vocoder.postprocess import OutputPolicy
         from obt_eval.vocoder.synthesis import synthesize_units
@@ -202,7 +203,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("resynthesis-metrics")
     def metrics_cmd(
-        stimuli: Annotated[list[Path], typer.Option("--stimuli", help="Stimuli folder(s) from `synthesize`.")],
+        stimuli: Annotated[list[str], typer.Option(
+            "--stimuli", help="Stimuli folder from `synthesize`, or any folder of <utterance id>.wav (then --corpus); "
+                              "NAME=DIR names the system.")],
         yardstick: Annotated[bool, typer.Option("--yardstick/--no-yardstick",
                                                 help="Also score Griffin-Lim from the true mel.")] = False,
         out: Annotated[Path | None, typer.Option("--out", help="Write the per-system table here (CSV).")] = None,
@@ -212,6 +215,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """MCD (DTW), F0 RMSE, GPE, VDE, FFE and STOI of each system against the original recordings.
 
+        A plain folder of WAVs (e.g. another vocoder's output, any sample rate) is matched to the corpus by
+        file name; names that are no utterance id are reported and skipped.
         Example: obt-eval resynthesis-metrics --stimuli workspace/stimuli/demo-logmel-k50 --yardstick
         """
         import pandas as pd
@@ -220,11 +225,22 @@ def register(app: typer.Typer) -> None:
         from obt_eval.vocoder.metrics import resynthesis_metrics, summarise
 
         w = workspace(ws)
-        tables = [resynthesis_metrics(d, corpus=corpus, workspace=w, yardstick=yardstick and i == 0)
-                  for i, d in enumerate(stimuli)]
+        tables, unknown, folders = [], {}, []
+        for i, spec in enumerate(stimuli):
+            name, sep, folder = spec.partition("=")
+            system, path = (name.strip(), Path(folder)) if sep and not Path(spec).exists() else (None, Path(spec))
+            table = resynthesis_metrics(path, corpus=corpus, workspace=w, yardstick=yardstick and i == 0,
+                                        system=system)
+            if table.attrs.get("unknown_ids"):
+                unknown[str(table["system"].iloc[0])] = table.attrs["unknown_ids"]
+            tables.append(table)
+            folders.append(str(path / "metrics.csv"))
         summary = summarise(pd.concat(tables, ignore_index=True))
         if out is not None:
             write_text(out, summary.to_csv(index=False))
         records = summary.round(4).to_dict(orient="records")
-        report({"systems": records, "per_utterance": [str(Path(d) / "metrics.csv") for d in stimuli]}, as_json,
-               summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        human = summary.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        for system, ids in unknown.items():
+            human += (f"\n{system}: {len(ids)} file(s) named after no utterance of the corpus, skipped: "
+                      f"{', '.join(ids[:5])}{' …' if len(ids) > 5 else ''}")
+        report({"systems": records, "per_utterance": folders, "unknown_ids": unknown}, as_json, human)

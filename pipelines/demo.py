@@ -1,116 +1,46 @@
-"""The one-click demo: the whole product on a synthetic corpus in a few minutes on a CPU.
+"""The one-click demo as a job kind: it starts the experiment preset `demo` and returns at once.
 
-demo corpus (espeak-ng) → ingest → features for each encoder (the weightless `mfcc` and `logmel` by
-default: no download) → units → a tiny vocoder per encoder → stimuli → a blinded study with the natural
-recordings as reference → rater invitations. Every step resumes from its artifacts, so a killed demo
-resumed continues where it stopped. The tiny vocoders sound rough: the demo shows the workflow, not results.
+The demo is an experiment like any other (`pipelines.experiments.presets.demo`): demo corpus → ingest →
+mfcc and logmel features → search → units → tiny vocoders → stimuli → resynthesis metrics → a study
+with the natural recordings as reference → the decision report. Its stages are jobs of their own, so
+this job does not hold a worker slot while they run; follow it with `obt-eval experiment status demo`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field
 
 from pipelines.steps import StepContext, step
-
-DEMO_CORPUS = "demo"
-DEMO_STUDY = "demo"
 
 
 @dataclass
 class DemoParams:
     encoders: list[str] = field(default_factory=lambda: ["mfcc", "logmel"])  # hub ids work when online
-    speakers_per_language: int = 2
-    sentences_per_language: int = 6
-    k: int = 50
-    vocoder_steps: int = 300  # the `tiny` preset: ~20-60 s on a CPU; exercises training, does not sound good
-    study_utterances: int = 6
-    raters: int = 3
+    speakers_per_language: Annotated[int, Field(ge=1, le=6)] = 2
+    sentences_per_language: Annotated[int, Field(ge=2, le=24)] = 6
+    k: Annotated[int, Field(ge=2, le=10_000)] = 50
+    vocoder_steps: Annotated[int, Field(ge=1)] = 300  # the `tiny` preset: shows training, does not sound good
+    study_utterances: Annotated[int, Field(ge=2, le=100)] = 6
+    raters: Annotated[int, Field(ge=0, le=100)] = 3
 
 
-def _ids_for_study(units, vocoder_dir: Path, count: int) -> list[str]:
-    """The vocoder's held-out utterances first (unseen in training), topped up to `count`."""
-    from obt_eval.atomic import read_json
-
-    config = read_json(vocoder_dir / "config.json")
-    held = [u for u in config["meta"].get("validation_ids", []) if u in units]
-    rest = [u for u in units.ids if u not in held]
-    return (held + rest)[:count]
+def demo_overrides(p: DemoParams) -> dict:
+    """The preset's options that these job parameters replace."""
+    return {"encoders": list(p.encoders), "speakers_per_language": p.speakers_per_language,
+            "sentences_per_language": p.sentences_per_language, "ks": [p.k], "vocoder_steps": p.vocoder_steps,
+            "vocoder_validate_every": p.vocoder_steps, "study_utterances": p.study_utterances, "raters": p.raters}
 
 
-@step("demo", DemoParams)
+@step("demo", DemoParams, gpu=False)
 def run_demo(p: DemoParams, ctx: StepContext) -> dict:
-    """The whole pipeline on a synthetic Portuguese + Guarani corpus, ending in a study raters can open."""
-    from db.studies import get_study, invite_raters
-    from obt_eval.corpus.ingest import ingest
-    from obt_eval.corpus.manifest import Corpus
-    from obt_eval.demo_corpus import make_demo_corpus
-    from obt_eval.errors import NotFoundError
-    from obt_eval.features.extract import extract_features
-    from obt_eval.units.kmeans import KMeansConfig
-    from obt_eval.units.learn import learn_units
-    from obt_eval.vocoder.config import preset
-    from obt_eval.vocoder.synthesis import synthesize_units
-    from obt_eval.vocoder.train import train_vocoder
-    from obt_eval.workspace import safe_name
-    from pipelines.jobs import database
-    from pipelines.studies import create_study_from_dirs
+    """Start the demo experiment (synthetic Portuguese + Guarani corpus → … → study and decision report)."""
+    from pipelines.experiments import api
 
-    ws = ctx.workspace
-    encoders = list(dict.fromkeys(p.encoders))
-    total = 3 + 3 * len(encoders) + 1
-    stage = iter(range(total))
-    source = Path(ws.root) / "demo_source"
-
-    ctx.stage(next(stage), total, "demo corpus (espeak-ng)")
-    if not (source / "metadata.csv").exists():
-        make_demo_corpus(source, speakers_per_language=p.speakers_per_language,
-                         sentences_per_language=p.sentences_per_language, progress=True)
-    ctx.stage(next(stage), total, "ingest")
-    if not (ws.corpus_dir(DEMO_CORPUS) / "manifest.parquet").exists():
-        ingest(source / "wavs", DEMO_CORPUS, ws, metadata=source / "metadata.csv", alignments=source / "textgrids")
-    corpus = Corpus.open(DEMO_CORPUS, ws)
-
-    ctx.stage(next(stage), total, f"features: {', '.join(encoders)}")
-    stores = {}
-    for encoder in encoders:
-        stores[encoder] = next(iter(extract_features(corpus, encoder, None, ws, device=ctx.device).values()))
-
-    tiny = preset("tiny")
-    # one validation pass and checkpoints that a resumed demo can continue from, not one every 10 steps
-    tiny = replace(tiny, train=replace(tiny.train, validate_every=p.vocoder_steps, checkpoint_every=20,
-                                       log_every=10))
-    systems: list[tuple[str, str]] = []
-    for encoder in encoders:
-        name = safe_name(encoder)
-        ctx.stage(next(stage), total, f"units {name} (k={p.k})")
-        units = learn_units(stores[encoder], KMeansConfig(k=p.k, n_init=3, sample_frac=1.0, device=ctx.device),
-                            out_dir=ws.units_dir(f"demo-{name}"), workspace=ws).units
-        ctx.stage(next(stage), total, f"vocoder {name} ({p.vocoder_steps} steps)")
-        vocoder_dir = ws.vocoder_dir(f"demo-{name}")
-        train_vocoder(units, vocoder_dir, tiny, workspace=ws, steps=p.vocoder_steps, device=ctx.device)
-        ctx.stage(next(stage), total, f"synthesize {name}")
-        ids = _ids_for_study(units, vocoder_dir, p.study_utterances)
-        synthesize_units(vocoder_dir, units, ws.stimuli_dir(f"demo-{name}"), ids=ids, workspace=ws,
-                         system=name, device=ctx.device)
-        systems.append((name, str(ws.stimuli_dir(f"demo-{name}"))))
-
-    ctx.stage(next(stage), total, "listening study")
-    db = database(ws)
-    with db.session() as s:
-        try:
-            get_study(s, DEMO_STUDY)
-            exists = True
-        except NotFoundError:
-            exists = False
-    summary = {}
-    if not exists:
-        summary = create_study_from_dirs(DEMO_STUDY, systems, ws, reference=("natural", str(source / "wavs")),
-                                         target_ratings=2, trials_per_block=6, max_blocks_per_rater=1,
-                                         allow_partial=True)
-    with db.session() as s:
-        invites = invite_raters(s, get_study(s, DEMO_STUDY), p.raters)
-    ctx.log(f"demo study {DEMO_STUDY!r} ready with {len(invites)} invitations")
-    return {"corpus": DEMO_CORPUS, "study": DEMO_STUDY, "systems": [n for n, _ in systems],
-            "stimuli": {n: d for n, d in systems}, "trials": summary.get("trials"),
-            "invites": [i["invite_token"] for i in invites]}
+    ctx.stage(0, 1, "start the demo experiment")
+    name = api.start_preset(ctx.workspace, "demo", **demo_overrides(p))
+    state = api.status(ctx.workspace, name)
+    ctx.log(f"experiment {name!r}: {state['total']} stages; follow it with `obt-eval experiment status {name}`")
+    return {"experiment": name, "stages": state["total"], "state": state["state"], "folder": state["folder"]}

@@ -43,18 +43,46 @@ _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=
 # --- paths: where a job may read and write --------------------------------------------------------------------
 
 
+DECLARED_ROOTS_FILE = ".data-roots"  # in the workspace: folders declared by its owner on the command line
+
+
 def data_roots(workspace: Workspace) -> list[Path]:
-    """The folders a job may touch: the workspace, plus the folders listed in ``$OBT_EVAL_DATA_ROOTS``."""
+    """The folders a job may touch: the workspace, the folders listed in ``$OBT_EVAL_DATA_ROOTS``, and the
+    folders the workspace's owner declared by passing them on the command line (`declare_data_root`)."""
     roots = [Path(workspace.root).resolve()]
-    for part in os.environ.get(ENV_DATA_ROOTS, "").split(os.pathsep):
+    parts = os.environ.get(ENV_DATA_ROOTS, "").split(os.pathsep)
+    declared = Path(workspace.root) / DECLARED_ROOTS_FILE
+    if declared.is_file():
+        parts += declared.read_text(encoding="utf-8").splitlines()
+    for part in parts:
         if part.strip():
             roots.append(Path(part.strip()).expanduser().resolve())
     return roots
 
 
-def confined(workspace: Workspace, ref: str, kind: str | None = None) -> list[Path]:
+def declare_data_root(workspace: Workspace, folder: str | Path) -> bool:
+    """Let this workspace's jobs read `folder` (True when it was outside every allowed folder until now).
+
+    Only the command line calls this: whoever runs `obt-eval` can write the workspace anyway, so naming a
+    folder there grants nothing new, while the web app (whose researchers reach the server through job
+    parameters) cannot widen what jobs may read.
+    """
+    from obt_eval.atomic import write_text
+
+    real = Path(folder).expanduser().resolve()
+    roots = data_roots(workspace)
+    if any(real == root or real.is_relative_to(root) for root in roots):
+        return False
+    declared = Path(workspace.root) / DECLARED_ROOTS_FILE
+    lines = declared.read_text(encoding="utf-8").splitlines() if declared.is_file() else []
+    write_text(declared, "\n".join([*lines, str(real)]) + "\n")
+    return True
+
+
+def confined(workspace: Workspace, ref: str, kind: str | None = None, *, writing: bool = False) -> list[Path]:
     """The places `ref` may mean, symlinks resolved: an absolute path, else ``workspace/<kind>/<ref>`` or a path
-    inside the workspace. Raises BadInputError when one of them lies outside the allowed folders."""
+    inside the workspace. Raises BadInputError when one of them lies outside the allowed folders (for
+    `writing`, the workspace alone: data roots hold recordings a job reads, never what it writes)."""
     path = Path(str(ref)).expanduser()
     if "\0" in str(ref):
         raise BadInputError(f"{ref!r} is not a path")
@@ -63,7 +91,10 @@ def confined(workspace: Workspace, ref: str, kind: str | None = None) -> list[Pa
     else:
         # a bare name in a form means workspace/<kind>/<name> first
         candidates = ([workspace.root / kind / path] if kind else []) + [workspace.root / path]
-    roots = data_roots(workspace)
+    roots = data_roots(workspace)[:1] if writing else data_roots(workspace)
+    if writing and any(part.startswith(".") for part in path.parts if part not in (".", "/")):
+        # hidden workspace internals (.secrets, .data-roots, work folders) are never a job's output
+        raise BadInputError(f"{ref} names a hidden folder or file", "give a path without parts that start with '.'")
     out = []
     for candidate in candidates:
         real = candidate.resolve()
@@ -102,10 +133,10 @@ def _check_name(value: str, info: ValidationInfo) -> str:
     return value
 
 
-def _ref(kind: str | None) -> Any:
+def _ref(kind: str | None, writing: bool = False) -> Any:
     def check(value: str, info: ValidationInfo) -> str:
         try:
-            confined(_workspace(info), value, kind)
+            confined(_workspace(info), value, kind, writing=writing)
         except BadInputError as exc:
             raise _Problem.of(exc) from exc
         return value  # kept as typed: the step resolves it when it runs (the artifact may not exist yet)
@@ -151,6 +182,7 @@ Name = Annotated[str, AfterValidator(_check_name)]  # one folder name under work
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
 DataPath = Annotated[str, _ref(None)]  # a file or folder to read: in the workspace or a data root
+OutPath = Annotated[str, _ref(None, writing=True)]  # a file or folder a job writes: inside the workspace
 CorpusRef = Annotated[str, _ref("corpora")]  # a corpus name (or its folder)
 FeaturesRef = Annotated[str, _ref("features")]  # a feature store folder (workspace-relative works)
 UnitsRef = Annotated[str, _ref("units")]  # a units store name under workspace/units (or its folder)

@@ -25,7 +25,7 @@ from obt_eval.workspace import Workspace
 from pipelines import jobs
 from pipelines.child import ENV_WORKER_PID, ERROR_FILE, RESULT_FILE, SPEC_FILE
 from pipelines.progress import read_progress
-from pipelines.slots import gpu_count, gpu_slot
+from pipelines.slots import gpu_count, gpu_slot, slot_device
 
 POLL_SECONDS = 0.5
 KILL_GRACE_SECONDS = 10.0  # after SIGTERM, how long a cancelled job may take to clean up before SIGKILL
@@ -67,6 +67,8 @@ def recover_orphans(workspace: Workspace) -> list[int]:
             jobs.kill_group(pid, signal.SIGKILL)
         if jobs._finish(job_id, workspace, "failed", error=CRASH_MESSAGE, only_from=("running",)):
             failed.append(job_id)
+    for job_id in failed:
+        _after_job(job_id, workspace)  # an experiment waiting on it learns that it stopped
     return failed
 
 
@@ -93,7 +95,7 @@ def _child_env(workspace: Workspace, device_index: int | None) -> dict[str, str]
     env["OBT_EVAL_HOME"] = str(Path(workspace.root).resolve())
     env["PYTHONUNBUFFERED"] = "1"
     env[ENV_WORKER_PID] = str(os.getpid())  # the child exits if this worker is gone before it starts
-    if device_index is not None:
+    if slot_device(device_index) == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = str(device_index)  # the child sees its slot's GPU as cuda:0
     return env
 
@@ -117,7 +119,25 @@ def execute(job_id: int, workspace: Workspace, slots: int | None = None) -> str:
     with slot_context as device_index:
         if not _claim(job_id, workspace):
             return "skipped"
-        return _run_child(job_id, kind, params, workspace, device_index)
+        state = _run_child(job_id, kind, params, workspace, device_index)
+    _after_job(job_id, workspace)  # the slot is free again: what waited on this job may start on it
+    return state
+
+
+# Called (in the worker) after every job ends, so an experiment submits the stages that waited on it even
+# when no CLI or app process is watching it.
+FINISH_HOOKS = ("pipelines.experiments.coordinator:job_finished",)
+
+
+def _after_job(job_id: int, workspace: Workspace) -> None:
+    import importlib
+
+    for ref in FINISH_HOOKS:
+        module, _, name = ref.partition(":")
+        try:
+            getattr(importlib.import_module(module), name)(job_id, workspace)
+        except Exception as exc:  # noqa: BLE001 — a hook's failure must not stop the worker
+            print(f"worker: after job {job_id}, {ref} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 class _no_slot:
@@ -134,7 +154,7 @@ def _run_child(job_id: int, kind: str, params: dict, workspace: Workspace, devic
     for name in (RESULT_FILE, ERROR_FILE):
         (folder / name).unlink(missing_ok=True)
     spec = {"job_id": job_id, "kind": kind, "params": params, "workspace": str(Path(workspace.root).resolve()),
-            "device": "cuda" if device_index is not None else None}
+            "device": slot_device(device_index)}
     (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2), encoding="utf-8")
     log_path = folder / jobs.LOG_FILE
     with open(log_path, "ab") as log:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ENV_GPUS = "OBT_EVAL_GPUS"  # how many GPU slots this machine offers (default: CUDA devices, or 1 CPU slot)
+ENV_GPUS = "OBT_EVAL_GPUS"  # job slots of this machine (default: CUDA devices, or 1 CPU slot); CPU slots without CUDA
 
 
 def gpu_count() -> int:
@@ -27,6 +28,26 @@ def gpu_count() -> int:
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
     except ImportError:
         return 0
+
+
+@functools.cache
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def slot_device(index: int | None) -> str | None:
+    """The device of a job holding slot `index`: its GPU ("cuda") where CUDA exists, else the CPU (None).
+
+    On a machine without CUDA, `OBT_EVAL_GPUS=2` (or `--slots 2`) means two CPU slots: two jobs at once.
+    """
+    if index is None or not cuda_available():
+        return None
+    return "cuda"
 
 
 def lock_dir() -> Path:

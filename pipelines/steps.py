@@ -83,7 +83,7 @@ def _load_optional_steps() -> None:
     # Steps over areas that may be absent register themselves on import; a missing area just means fewer kinds.
     import importlib
 
-    for name in ("pipelines.studies", "pipelines.steps_analysis", "pipelines.demo"):
+    for name in ("pipelines.studies", "pipelines.steps_analysis", "pipelines.demo", "pipelines.experiments.steps"):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from obt_eval.errors import BadInputError
+from obt_eval.workspace import Workspace
 from obt_eval_cli.main import run
 from pipelines import jobs
 from pipelines.params import build, defaults
@@ -103,6 +104,34 @@ def test_paths_stay_in_the_workspace_or_a_declared_data_root(workspace, tmp_path
     assert jobs.submit("ingest", {"audio_dir": str(outside), "name": "c"}, workspace, enqueue=False).state == "queued"
     assert parse("metrics", {"units": "sneaky"}, workspace).units == "sneaky"
     assert parse("units", {"features": "features/demo/mfcc/L-"}, workspace).features == "features/demo/mfcc/L-"
+
+
+def test_what_a_job_writes_stays_in_the_workspace_and_out_of_its_hidden_folders(workspace, tmp_path, monkeypatch):
+    """A data root may be read, never written; `.secrets` (the admin password) and other hidden parts never."""
+    outside = tmp_path / "recordings"
+    outside.mkdir()
+    monkeypatch.setenv("OBT_EVAL_DATA_ROOTS", str(outside))
+    base = {"name": "prod", "folder": str(outside), "corpus": "demo"}
+    assert parse("import-system", {**base, "out": "stimuli/prod"}, workspace).folder == str(outside)
+    _refused("import-system", {**base, "out": str(outside / "x")}, workspace, "import-system.out",
+             "outside the workspace", "OBT_EVAL_DATA_ROOTS")
+    for hidden in (".secrets", ".secrets/admin_password", "stimuli/.kmeans-work", str(workspace.root / ".data-roots")):
+        _refused("import-system", {**base, "out": hidden}, workspace, "import-system.out", "hidden", "'.'")
+
+
+def test_a_folder_named_on_the_command_line_becomes_readable_for_the_workspace_only(workspace, tmp_path,
+                                                                                   monkeypatch):
+    from pipelines.params import data_roots, declare_data_root
+
+    monkeypatch.delenv("OBT_EVAL_DATA_ROOTS", raising=False)
+    outside = tmp_path / "prod_vocoder"
+    outside.mkdir()
+    params = {"name": "prod", "folder": str(outside), "corpus": "demo", "out": "stimuli/prod"}
+    _refused("import-system", params, workspace, "import-system.folder", "outside the workspace", "")
+    assert declare_data_root(workspace, outside) is True
+    assert declare_data_root(workspace, outside / "sub") is False  # already covered
+    assert parse("import-system", params, workspace).folder == str(outside)
+    assert outside.resolve() not in data_roots(Workspace.at(tmp_path / "another"))
 
 
 def test_a_plain_dataclass_kind_gets_finite_bounds_too():

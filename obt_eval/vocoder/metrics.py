@@ -6,6 +6,7 @@ averaged along the DTW path. pymcd's numbers are not comparable (22.05 kHz, orde
 F0 is pyworld Harvest at 5 ms; raw Hz RMSE is dominated by octave errors, so cents RMSE on
 mutually voiced frames, gross pitch error (> 20 % off) and voicing decision error are reported too.
 STOI (pystoi) needs sample-aligned signals and is left empty when durations were predicted.
+Any folder of WAVs named by utterance id (another team's vocoder) is scored the same way against the corpus.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from obt_eval.atomic import read_json, write_text
 from obt_eval.audio import load_16k
 from obt_eval.corpus.manifest import Corpus
 from obt_eval.errors import BadInputError, NotFoundError
-from obt_eval.frames import SAMPLE_RATE
+from obt_eval.frames import HOP, SAMPLE_RATE
 from obt_eval.integrity import verify_file
 from obt_eval.vocoder.postprocess import trim_silence
 from obt_eval.vocoder.world import import_pyworld
 from obt_eval.workspace import Workspace
+
+STIMULI_TABLE = "stimuli.csv"  # obt_eval.vocoder.synthesis writes these two
+STIMULI_SIDECAR = "stimuli.json"
 
 MCEP_ORDER = 24
 MCEP_ALPHA = 0.41  # pysptk.util.mcepalpha(16000)
@@ -158,6 +162,48 @@ def _pairs(stimuli_dir: Path, corpus: Corpus) -> list[tuple[str, np.ndarray, np.
     return out
 
 
+def is_stimuli_folder(folder: Path) -> bool:
+    """Does `folder` hold obt-eval's own stimuli (stimuli.csv + stimuli.json from `synthesize`)?"""
+    return (folder / STIMULI_TABLE).exists() and (folder / STIMULI_SIDECAR).exists()
+
+
+@dataclass
+class PlainPairs:
+    """A plain folder's WAVs matched to corpus utterances; files whose name is no corpus id are listed."""
+
+    pairs: list[tuple[str, np.ndarray, np.ndarray, bool]]
+    unknown_ids: list[str]
+
+
+def _plain_pairs(folder: Path, corpus: Corpus, trim_db: float = 40.0) -> PlainPairs:
+    """Pairs for any folder of ``<utterance id>.wav`` (another team's vocoder, any sample rate).
+
+    Nothing is known about how those clips were cut, so both sides lose their edge silence (the trim
+    obt-eval's own stimuli get). Clips within one frame of the original's length are compared sample by
+    sample (STOI, frame-wise F0); others through the DTW path only (STOI left empty), as for `--dedup`.
+    """
+    known = set(corpus.ids)
+    pairs, unknown = [], []
+    for path in sorted(folder.glob("*.wav")):
+        uid = path.stem
+        if uid not in known:
+            unknown.append(uid)
+            continue
+        syn, ref = load_16k(path), corpus.wave(uid)
+        same_cut = abs(len(syn) - len(ref)) <= HOP
+        if same_cut:
+            n = min(len(syn), len(ref))
+            syn, ref = syn[:n], ref[:n]
+            start, end = trim_silence(ref, trim_db)
+            syn, ref = syn[start:end], ref[start:end]
+        else:
+            s0, s1 = trim_silence(syn, trim_db)
+            r0, r1 = trim_silence(ref, trim_db)
+            syn, ref = syn[s0:s1], ref[r0:r1]
+        pairs.append((uid, ref, syn, same_cut))
+    return PlainPairs(pairs, unknown)
+
+
 def resynthesis_metrics(
     stimuli_dir: str | os.PathLike,
     *,
@@ -165,31 +211,66 @@ def resynthesis_metrics(
     workspace: Workspace | None = None,
     yardstick: bool = False,
     progress: bool = True,
+    system: str | None = None,
 ) -> pd.DataFrame:
-    """Per-utterance metrics of one system's stimuli (and of Griffin-Lim copy synthesis if `yardstick`).
+    """Per-utterance metrics of one system's clips (and of Griffin-Lim copy synthesis if `yardstick`).
 
-    Writes ``metrics.csv`` into the stimuli folder and returns the table (column `system`).
+    `stimuli_dir` is obt-eval's stimuli folder (from `synthesize`), or any folder of WAVs named by
+    utterance id (then `corpus` says which recordings they resynthesize; any sample rate). Writes
+    ``metrics.csv`` into the folder when it can and returns the table (column `system`); for a plain
+    folder, the ids that are not in the corpus are in ``table.attrs["unknown_ids"]``.
     """
     stimuli_dir = Path(stimuli_dir)
-    if not (stimuli_dir / "stimuli.csv").exists() or not (stimuli_dir / "stimuli.json").exists():
-        raise NotFoundError(f"no stimuli at {stimuli_dir}", "run `obt-eval synthesize ... --out DIR` first")
-    side = read_json(stimuli_dir / "stimuli.json")
+    if not stimuli_dir.is_dir():
+        raise NotFoundError(f"no folder {stimuli_dir}",
+                            "pass a stimuli folder from `obt-eval synthesize`, or a folder of <utterance id>.wav")
+    side = read_json(stimuli_dir / STIMULI_SIDECAR) if (stimuli_dir / STIMULI_SIDECAR).exists() else {}
+    plain = not is_stimuli_folder(stimuli_dir)
+    if plain and not any(stimuli_dir.glob("*.wav")):
+        raise NotFoundError(f"no stimuli and no WAV files in {stimuli_dir}",
+                            "run `obt-eval synthesize ... --out DIR` first, or point at a folder of <id>.wav files")
     if not isinstance(corpus, Corpus):
         name = corpus or side.get("corpus_path") or side.get("corpus")
         if not name:
-            raise BadInputError(f"{stimuli_dir} does not say which corpus it resynthesizes", "pass --corpus")
+            raise BadInputError(f"{stimuli_dir} does not say which corpus it resynthesizes",
+                                "pass --corpus NAME (the corpus whose recordings these WAVs imitate)")
         corpus = Corpus.open(name, workspace)
-    system = side.get("system", stimuli_dir.name)
+    system = system or side.get("system", stimuli_dir.name)
+    unknown: list[str] = []
+    if plain:
+        found = _plain_pairs(stimuli_dir, corpus)
+        pairs, unknown = found.pairs, found.unknown_ids
+        if not pairs:
+            raise BadInputError(
+                f"none of the WAV names in {stimuli_dir} is an utterance id of corpus {corpus.name!r} "
+                f"(e.g. {', '.join(unknown[:3])})",
+                "name each file <utterance id>.wav, as listed by the corpus manifest",
+            )
+    else:
+        pairs = _pairs(stimuli_dir, corpus)
     rows = []
-    for uid, ref, syn, _aligned in tqdm(_pairs(stimuli_dir, corpus), desc=f"metrics {system}", unit="utt",
-                                        disable=not progress):
-        rows.append({"system": system, "id": uid, "seconds": len(syn) / SAMPLE_RATE, **compare(ref, syn)})
+    for uid, ref, syn, aligned in tqdm(pairs, desc=f"metrics {system}", unit="utt", disable=not progress):
+        scores = compare(ref, syn) if not plain or aligned else _compare_unaligned(ref, syn)
+        rows.append({"system": system, "id": uid, "seconds": len(syn) / SAMPLE_RATE, **scores})
         if yardstick:
             rows.append({"system": "griffin-lim (true mel)", "id": uid, "seconds": len(ref) / SAMPLE_RATE,
                          **compare(ref, griffin_lim_copy(ref))})
     table = pd.DataFrame(rows)
-    write_text(stimuli_dir / "metrics.csv", table.to_csv(index=False))
+    try:
+        write_text(stimuli_dir / "metrics.csv", table.to_csv(index=False))
+    except PermissionError:
+        if not plain:
+            raise
+        # someone else's read-only folder: the caller still gets the table (and --out)
+    table.attrs["unknown_ids"] = unknown
     return table
+
+
+def _compare_unaligned(ref: np.ndarray, syn: np.ndarray) -> dict[str, float]:
+    """`compare` for clips of different lengths: everything along the DTW path, no STOI."""
+    a, b = world_features(ref), world_features(syn)
+    path = dtw_path(a.mcep, b.mcep)
+    return {"mcd_db": mcd(a.mcep, b.mcep, path), **f0_metrics(a.f0, b.f0, path), "stoi": float("nan")}
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
