@@ -17,6 +17,7 @@ from obt_eval.corpus.manifest import Corpus
 from obt_eval.errors import ObtEvalError
 from obt_eval.features.store import FeatureStore
 from obt_eval.frames import store_frame_timing
+from obt_eval.integrity import CorruptArtifactError
 from obt_eval.metrics import crosslingual, speaker, unit_quality
 from obt_eval.metrics.abx import AbxConfig, MappingSource, StoreSource, abx_context_fallback
 from obt_eval.units.learn import sidecar_hash
@@ -37,8 +38,11 @@ class UnitMetricsConfig:
 
 
 def _open_corpus(name: str, workspace: Workspace) -> Corpus | None:
+    """The corpus, or None when it is not there (its metrics are then skipped); a damaged one is named."""
     try:
         return Corpus.open(name, workspace) if name else None
+    except CorruptArtifactError:
+        raise
     except ObtEvalError:
         return None
 
