@@ -21,7 +21,7 @@ import pandas as pd
 
 from obt_eval.atomic import write_text
 from obt_eval.errors import BadInputError
-from obt_eval.frames import FRAME_RATE
+from obt_eval.frames import FRAME_OFFSET, FRAME_RATE, frame_centres
 
 # Labels that mark silence/noise in common aligners (MFA, Kaldi, HTK, Festival); compared lowercased.
 SILENCE_LABELS = frozenset({"", "sil", "sp", "spn", "<eps>", "<sil>", "pau"})
@@ -450,15 +450,19 @@ def intervals_from_table(table: pd.DataFrame) -> list[PhoneInterval]:
 
 
 def frame_labels(
-    intervals: Sequence[PhoneInterval] | Sequence[Interval], num_frames: int, frame_rate: float = FRAME_RATE
+    intervals: Sequence[PhoneInterval] | Sequence[Interval],
+    num_frames: int,
+    frame_rate: float = FRAME_RATE,
+    frame_offset: float = FRAME_OFFSET,
 ) -> np.ndarray:
     """Phone label of each frame of one utterance ('' where no phone), by the frame's centre time.
 
-    Frame i is centred at (i + 0.625) / frame_rate s (wav2vec2 front end: 400-sample window, 320 hop),
-    so labels line up with the features; PNMI and purity use this.
+    Frame i is centred at ``frame_offset + i / frame_rate`` s: 0.0125 + 0.02 i on the wav2vec2 grid
+    (400-sample window, 320 hop), 0.0175 + 0.02 i for w2v-BERT 2.0. Pass the store's own timing
+    (`obt_eval.frames.store_frame_timing`) so labels line up with its features; PNMI and purity use this.
     """
     labels = np.full(num_frames, "", dtype=object)
-    centres = (np.arange(num_frames) + 0.625) / frame_rate
+    centres = frame_centres(num_frames, frame_rate, frame_offset)
     for iv in intervals:
         a, b, p = (iv.onset, iv.offset, iv.phone) if isinstance(iv, PhoneInterval) else iv
         labels[(centres >= a) & (centres < b)] = p

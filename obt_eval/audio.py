@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
@@ -40,9 +41,12 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
     return resample(to_mono(data), sr, target_sr)
 
 
-def load_16k(path: str | os.PathLike) -> np.ndarray:
-    """Read canonical 16 kHz mono audio as written by ingest (no resampling, checks the rate)."""
-    data, sr = sf.read(str(path), dtype="float32", always_2d=False)
+def load_16k(path: str | os.PathLike | BinaryIO) -> np.ndarray:
+    """Read canonical 16 kHz mono audio as written by ingest (no resampling, checks the rate).
+
+    `path` may be an open binary file (the corpus decodes bytes it has just verified).
+    """
+    data, sr = sf.read(path if hasattr(path, "read") else str(path), dtype="float32", always_2d=False)
     if sr != SAMPLE_RATE:
         return resample(to_mono(np.atleast_1d(data)), sr)
     return to_mono(data)

@@ -26,7 +26,7 @@ from obt_eval.atomic import write_json, write_text
 from obt_eval.corpus.manifest import Corpus
 from obt_eval.errors import BadInputError, ObtEvalError
 from obt_eval.features.store import FeatureStore
-from obt_eval.frames import frame_center
+from obt_eval.frames import store_frame_timing
 from obt_eval.metrics.abx import AbxConfig, StoreSource, abx_context_fallback
 from obt_eval.metrics.unit_quality import (
     bitrate,
@@ -80,11 +80,12 @@ def _safe(fn, errors: dict, key: str):
 def _layer_scores(store: FeatureStore, items, alignments, cfg: SearchConfig) -> dict:
     out: dict = {}
     errors: dict = {}
+    rate, offset = store_frame_timing(store)  # the encoder's own grid (w2v-BERT centres frames 5 ms later)
     if items is not None:
         for mode in ("within", "across"):
             acfg = AbxConfig(speaker=mode, context="within", max_size_group=cfg.max_size_group,
-                             max_x_across=cfg.max_x_across, seed=cfg.seed, frame_offset=frame_center(0),
-                             device=cfg.device)
+                             max_x_across=cfg.max_x_across, seed=cfg.seed,
+                             frame_rate=rate, frame_offset=offset, device=cfg.device)
             res = _safe(lambda a=acfg: abx_context_fallback(items, StoreSource(store), a), errors, f"abx_{mode}")
             out[f"abx_{mode}"] = res.error if res else None
             out[f"abx_{mode}_context"] = res.config["context"] if res else None
@@ -116,15 +117,16 @@ def _frame_sample(store: FeatureStore, cfg: SearchConfig) -> list[str]:
 
 
 def _phone_frames(alignments: pd.DataFrame, store: FeatureStore, ids: list[str]):
-    """Frame phone labels and their features, for the utterances `ids`."""
+    """Frame phone labels and their features, for the utterances `ids` (on the store's own frame grid)."""
     from obt_eval.alignments import frame_labels
 
+    rate, offset = store_frame_timing(store)
     wanted = alignments[alignments["id"].isin(ids)]
     labels, frames = [], []
     for uid, group in wanted.groupby("id"):
         feats = store.get(uid)
         lab = frame_labels(list(zip(group["onset"], group["offset"], group["phone"].astype(str), strict=True)),
-                           len(feats))
+                           len(feats), rate, offset)
         mask = lab != ""
         labels.append(lab[mask])
         frames.append(feats[mask])
@@ -136,12 +138,14 @@ def _phone_frames(alignments: pd.DataFrame, store: FeatureStore, ids: list[str])
 def _units_scores(units, store: FeatureStore, items, alignments, durations: dict[str, float],
                   cfg: SearchConfig) -> dict:
     seqs = {u: units.get(u) for u in units.ids}
+    rate, offset = store_frame_timing(units)  # recorded from the features the units were learned from
     out: dict = {"inertia": units.meta.get("inertia"), "heldout_inertia": units.meta.get("heldout_inertia")}
     errors: dict = {}
     rates = _safe(lambda: bitrate(seqs, durations), errors, "bitrate") or {}
     out.update({k: v for k, v in rates.items() if k in ("bitrate", "bitrate_dedup")})
     if alignments is not None:
-        res = _safe(lambda: frame_phone_table(alignments, seqs), errors, "pnmi")
+        res = _safe(lambda: frame_phone_table(alignments, seqs, frame_rate=rate, frame_offset=offset), errors,
+                    "pnmi")
         if res is not None:
             scores = purity_with_baseline(res[0], res[1], seed=cfg.seed)
             out.update({k: scores[k] for k in ("pnmi", "shuffled_pnmi", "phone_purity", "cluster_purity")})
@@ -153,7 +157,7 @@ def _units_scores(units, store: FeatureStore, items, alignments, durations: dict
         out["silhouette_units"] = sil["silhouette"]
     if items is not None:
         acfg = AbxConfig(speaker="within", context="within", distance="identical", max_size_group=cfg.max_size_group,
-                         seed=cfg.seed, frame_offset=frame_center(0), device=cfg.device)
+                         seed=cfg.seed, frame_rate=rate, frame_offset=offset, device=cfg.device)
         res = _safe(lambda: abx_context_fallback(items, StoreSource(units), acfg), errors, "unit_abx_within")
         out["unit_abx_within"] = res.error if res else None
     out["units_errors"] = errors

@@ -88,8 +88,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the subsampling.")] = 0,
         frame_rate: Annotated[float, typer.Option(help="Feature frames per second.")] = 50.0,
         frame_offset: Annotated[float | None, typer.Option(
-            help="Centre of frame 0 in seconds (default: half a frame for .npy folders, 0.0125 for obt-eval "
-                 "stores).")] = None,
+            help="Centre of frame 0 in seconds (default: half a frame for .npy folders; for obt-eval stores the "
+                 "one their sidecar records: 0.0125, w2v-BERT 0.0175).")] = None,
         details: Annotated[Path | None, typer.Option(help="Write per phone-pair errors to this CSV.")] = None,
         device: DeviceOpt = None,
         as_json: JsonOpt = False,

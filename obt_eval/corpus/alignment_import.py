@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from obt_eval.alignments import PhoneInterval, items_from_intervals, read_item_file, read_textgrid, write_item_file
-from obt_eval.atomic import write_parquet
+from obt_eval.alignments import PhoneInterval, item_file_text, items_from_intervals, read_item_file, read_textgrid
+from obt_eval.corpus.files import write_table, write_text_file
 from obt_eval.errors import BadInputError, ObtEvalError
 from obt_eval.frames import SAMPLE_RATE
 from obt_eval.workspace import safe_name
@@ -82,8 +82,9 @@ def import_alignments(
     else:
         items = table.rename(columns={"id": "file"})
     alignment = table[["id", "onset", "offset", "phone"]].reset_index(drop=True)
-    write_parquet(root / "alignments.parquet", alignment)
-    write_item_file(root / "corpus.item", items)
+    # both tables' checksums go to corpus.json, verified when PNMI / ABX read them
+    write_table(root, "alignments.parquet", alignment)
+    write_text_file(root, "corpus.item", item_file_text(items, root / "corpus.item"))
     return int(alignment["id"].nunique())
 
 

@@ -6,7 +6,9 @@ place; everything else gets a canonical copy under ``corpora/<name>/audio/``. Wi
 file longer than the threshold (a whole chapter) is cut at pauses into segment WAVs under
 ``corpora/<name>/segments/<source id>/``, and each segment becomes an utterance that records its
 source and its start and end in it. Every rejected file gets a reason and the rest of the folder
-goes on. A progress log makes a re-run skip finished files.
+goes on. A progress log makes a re-run skip finished files, but only those whose outputs still match
+the size and checksum recorded when they were written: a re-run re-creates a damaged or missing
+canonical copy or segment. The tables' checksums go to ``corpus.json`` (obt_eval.corpus.files).
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ import soundfile as sf
 import soxr
 from tqdm import tqdm
 
-from obt_eval.atomic import atomic_path, write_json, write_parquet
+from obt_eval.atomic import atomic_path
 from obt_eval.audio import AUDIO_EXTENSIONS
 from obt_eval.corpus.checks import Rejected, check_readable, wav_declared_data_bytes
+from obt_eval.corpus.files import audio_problem, write_info, write_manifest, write_table
 from obt_eval.corpus.manifest import MANIFEST_COLUMNS, SOURCE_COLUMNS, Corpus
 from obt_eval.corpus.metadata import read_metadata
 from obt_eval.corpus.segment import SegmentOptions, segment_recording, write_segment_audio
 from obt_eval.errors import BadInputError
 from obt_eval.frames import SAMPLE_RATE, WINDOW, num_frames
+from obt_eval.integrity import file_checksum
 from obt_eval.provenance import provenance
 from obt_eval.workspace import Workspace, check_name, safe_name
 
@@ -130,6 +134,7 @@ def convert_file(src: Path, dst: Path, opts: IngestOptions) -> dict:
         not opts.copy_audio and info.samplerate == SAMPLE_RATE and info.channels == 1
         and info.format in ("WAV", "FLAC")
     )
+    size = checksum = None  # the user's own file, used in place: not the corpus's to verify
     if in_place:
         produced = _stream_checked(src, info, None, opts)
         audio_path = src.resolve()
@@ -138,11 +143,14 @@ def convert_file(src: Path, dst: Path, opts: IngestOptions) -> dict:
         with atomic_path(dst, suffix=".wav") as tmp:
             with sf.SoundFile(str(tmp), "w", SAMPLE_RATE, 1, subtype=subtype, format="WAV") as out:
                 produced = _stream_checked(src, info, out, opts)
+            # libsndfile rewrites the header on close, so hash the finished file (still in the page cache)
+            size, checksum = tmp.stat().st_size, file_checksum(tmp)
         audio_path = dst.resolve()
     return {
         "audio_path": str(audio_path), "source_path": str(src.resolve()), "num_samples": produced,
         "duration": produced / SAMPLE_RATE, "num_frames": num_frames(produced),
         "orig_sample_rate": info.samplerate, "orig_channels": info.channels,
+        "audio_size": size, "audio_checksum": checksum,
     }
 
 
@@ -239,10 +247,13 @@ def ingest(
         except OSError:
             key = None
         previous = done.get(str(path))
-        if previous and previous.get("stat") == key and previous.get("options") == options_key and (
-            "reason" in previous or _outputs_exist(previous)
-        ):
-            return previous
+        if previous and previous.get("stat") == key and previous.get("options") == options_key:
+            if "reason" in previous:
+                return previous
+            damaged = _output_problem(previous)
+            if damaged is None:
+                return _with_checksums(previous)
+            report.warnings.append(f"{damaged}: converted {path.name} again")
         try:
             record = {"id": uid, **convert_file(path, root / "audio" / f"{uid}.wav", opts)}
             entry = {"record": record}
@@ -283,8 +294,8 @@ def ingest(
 
         report.alignments = import_alignments(Path(alignments), manifest, root, report.warnings,
                                               sources=sources, phones_at_cuts=opts.phones_at_cuts)
-    write_parquet(root / "sources.parquet", sources)
-    write_parquet(root / "manifest.parquet", manifest)
+    write_table(root, "sources.parquet", sources)
+    write_manifest(root, manifest)
     report.ingested = len(sources)
     report.utterances = len(manifest)
     report.hours = float(manifest["duration"].sum()) / 3600
@@ -293,7 +304,7 @@ def ingest(
     report.segmenting = opts.segmenting is not None
     report.segmented_files = int(sources["segmented"].sum())
     report.segments = int((manifest["source_id"] != manifest["id"]).sum())
-    write_json(root / "corpus.json", {
+    write_info(root, {
         "name": name, "source": str(audio_dir.resolve()),
         "metadata": str(Path(metadata).resolve()) if metadata else None,
         "alignments": str(Path(alignments).resolve()) if alignments else None,
@@ -320,24 +331,58 @@ def segment_file(record: dict, folder: Path, opts: SegmentOptions, progress: boo
                        f"it without --segment")
     ids = [f"{uid}_seg{k:04d}" for k in range(1, len(result.segments) + 1)]
     paths = [folder / f"{sid}.wav" for sid in ids]
-    counts = write_segment_audio(audio, result.segments, paths)
+    written = write_segment_audio(audio, result.segments, paths)
     keep = {p.name for p in paths}
     for stale in folder.glob("*.wav"):
         if stale.name not in keep:
             stale.unlink()
     segments = []
-    for sid, path, seg, count in zip(ids, paths, result.segments, counts, strict=True):
+    for sid, path, seg, (count, size, checksum) in zip(ids, paths, result.segments, written, strict=True):
         start = round(seg.start * SAMPLE_RATE) / SAMPLE_RATE
         segments.append({"id": sid, "audio_path": str(path.resolve()), "num_samples": count, "start": start,
-                         "end": start + count / SAMPLE_RATE})
+                         "end": start + count / SAMPLE_RATE, "audio_size": size, "audio_checksum": checksum})
     stretches = [{**s.to_dict(), "segment": None if s.segment is None else ids[s.segment]} for s in result.stretches]
     return {"segments": segments, "stretches": stretches, "speech_seconds": round(result.speech_seconds, 3),
             "vad": result.vad}
 
 
-def _outputs_exist(entry: dict) -> bool:
-    paths = [entry["record"]["audio_path"]] + [s["audio_path"] for s in entry.get("segments", [])]
-    return all(Path(p).exists() for p in paths)
+def _outputs(entry: dict) -> list[dict]:
+    """The audio files a log entry made: the canonical copy (or the user's file) and any segments."""
+    return [entry["record"], *entry.get("segments", [])]
+
+
+def _output_problem(entry: dict) -> str | None:
+    """Why a finished file must be converted again: an output missing, or not the bytes ingest wrote.
+
+    Hashes every output the corpus owns (a re-run is the repair for damaged audio, so it must look).
+    """
+    for out in _outputs(entry):
+        problem = audio_problem(out["audio_path"], out.get("audio_size"), out.get("audio_checksum"))
+        if problem is not None:
+            return f"{out['audio_path']}: {problem}"
+    return None
+
+
+def _with_checksums(entry: dict) -> dict:
+    """An entry logged before ingest recorded audio checksums gets them from its (intact-looking) outputs.
+
+    The files are trusted as the earlier run left them (as that run's resume did); from now on they are
+    verified. A new entry is returned, so the caller logs it.
+    """
+    if all("audio_checksum" in out for out in _outputs(entry)):
+        return entry
+    updated = json.loads(json.dumps(entry))
+    for out in _outputs(updated):
+        if "audio_checksum" not in out:
+            owned = out is not updated["record"] or _owned(out)
+            out["audio_size"] = Path(out["audio_path"]).stat().st_size if owned else None
+            out["audio_checksum"] = file_checksum(out["audio_path"]) if owned else None
+    return updated
+
+
+def _owned(record: dict) -> bool:
+    """Whether a record's audio is a canonical copy the corpus wrote (not the user's file used in place)."""
+    return Path(record["audio_path"]) != Path(record["source_path"])
 
 
 def _utterances(sources: pd.DataFrame, outcomes: dict[str, dict], report: IngestReport) -> pd.DataFrame:
@@ -356,7 +401,8 @@ def _utterances(sources: pd.DataFrame, outcomes: dict[str, dict], report: Ingest
             rows.append({**src, "id": seg["id"], "audio_path": seg["audio_path"], "num_samples": seg["num_samples"],
                          "duration": seg["num_samples"] / SAMPLE_RATE, "num_frames": num_frames(seg["num_samples"]),
                          "transcript": "", "source_id": src["id"], "segment_start": seg["start"],
-                         "segment_end": seg["end"]})
+                         "segment_end": seg["end"], "audio_size": seg["audio_size"],
+                         "audio_checksum": seg["audio_checksum"]})
         report.stretches += [{"file": src["source_path"], "source_id": src["id"], **s} for s in entry["stretches"]]
     manifest = pd.DataFrame(rows)
     clash = manifest["id"].duplicated(keep=False) & (manifest["id"] == manifest["source_id"])

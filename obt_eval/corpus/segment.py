@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from obt_eval.atomic import atomic_path
+from obt_eval.corpus.files import write_owned_wav
 from obt_eval.errors import BadInputError, ObtEvalError
 from obt_eval.frames import SAMPLE_RATE
 
@@ -620,12 +620,15 @@ def sample_bounds(segment: Segment) -> tuple[int, int]:
     return int(round(segment.start * SAMPLE_RATE)), int(round(segment.end * SAMPLE_RATE))
 
 
-def write_segment_audio(source: str | os.PathLike, segments: list[Segment], destinations: list[Path]) -> list[int]:
-    """Copy each segment of canonical 16 kHz audio `source` to its WAV (atomic writes); returns sample counts.
+def write_segment_audio(source: str | os.PathLike, segments: list[Segment], destinations: list[Path]
+                        ) -> list[tuple[int, int, str]]:
+    """Copy each segment of canonical 16 kHz audio `source` to its WAV (atomic writes).
 
-    The segment keeps the source's sample format (16-bit or float), so cutting adds no requantisation.
+    Returns (samples, file size, checksum) per segment: the corpus owns these files and verifies them
+    when they are read. The segment keeps the source's sample format (16-bit or float), so cutting adds
+    no requantisation.
     """
-    counts = []
+    written = []
     with sf.SoundFile(str(source)) as f:
         subtype = "FLOAT" if f.subtype in ("FLOAT", "DOUBLE") else "PCM_16"
         for segment, dest in zip(segments, destinations, strict=True):
@@ -633,7 +636,6 @@ def write_segment_audio(source: str | os.PathLike, segments: list[Segment], dest
             b = min(b, f.frames)
             f.seek(a)
             wave = f.read(b - a, dtype="float32", always_2d=False)
-            with atomic_path(dest, suffix=".wav") as tmp:
-                sf.write(str(tmp), wave, SAMPLE_RATE, subtype=subtype, format="WAV")
-            counts.append(len(wave))
-    return counts
+            size, checksum = write_owned_wav(dest, wave, SAMPLE_RATE, subtype)
+            written.append((len(wave), size, checksum))
+    return written

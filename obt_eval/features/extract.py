@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from obt_eval.audio import load_16k
 from obt_eval.corpus.manifest import Corpus
 from obt_eval.encoders import Encoder, load_encoder, resolve_encoder
 from obt_eval.encoders.base import WAV2VEC2_GRID, FrameGrid
@@ -177,7 +176,6 @@ def extract_features(
     on_gpu = encoder.device.type == "cuda"
     batch_samples = int((opts.batch_seconds or (1000.0 if on_gpu else 20.0)) * SAMPLE_RATE)
     max_batch = opts.max_batch if encoder.pads_exactly else 1
-    audio_paths = dict(zip(corpus.manifest["id"], corpus.manifest["audio_path"], strict=True))
 
     total_seconds = sum(lengths[u] for i in todo for u in shards[i]) / SAMPLE_RATE
     # counted in frames (exact integers, shown as seconds): the bar ends at 100 %, not at a rounded 99 %
@@ -187,7 +185,7 @@ def extract_features(
     started = time.perf_counter()
     with ThreadPoolExecutor(max(1, opts.workers)) as readers, ThreadPoolExecutor(1) as writer_pool:
         pending_writes: list[Future] = []
-        for i, loaded in _prefetch(todo, shards, audio_paths, readers, opts.prefetch_shards, encoder):
+        for i, loaded in _prefetch(todo, shards, corpus.wave, readers, opts.prefetch_shards, encoder):
             waves = {uid: wave for uid, (wave, _) in loaded.items()}
             stats = {uid: st for uid, (_, st) in loaded.items()}
             segments = [seg for uid in shards[i] for seg in segments_of(uid, len(waves[uid]), chunk_frames,
@@ -235,13 +233,17 @@ def _complete_stores(paths: dict, encoder_id: str, plan_hash: str) -> dict[int |
     return stores
 
 
-def _load_with_stats(path, encoder: Encoder) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode one utterance and compute its whole-file normalisation statistics (in a reader thread)."""
-    wave = load_16k(path)
+def _load_with_stats(load, uid: str, encoder: Encoder) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode one utterance and compute its whole-file normalisation statistics (in a reader thread).
+
+    `load` is `Corpus.wave`: audio the corpus owns is verified against its ingest checksum from the
+    bytes decoded, so a damaged segment stops extraction with its name, never becomes features.
+    """
+    wave = load(uid)
     return wave, encoder.utterance_stats(wave)
 
 
-def _prefetch(todo, shards, audio_paths, pool, depth, encoder) -> Iterator[tuple[int, dict[str, tuple]]]:
+def _prefetch(todo, shards, load, pool, depth, encoder) -> Iterator[tuple[int, dict[str, tuple]]]:
     """Yield (shard, {uid: (wave, stats)}) while the next `depth` shards are already being decoded."""
     queue: list[tuple[int, dict[str, Future]]] = []
     it = iter(todo)
@@ -249,7 +251,7 @@ def _prefetch(todo, shards, audio_paths, pool, depth, encoder) -> Iterator[tuple
     def submit_next() -> None:
         i = next(it, None)
         if i is not None:
-            queue.append((i, {uid: pool.submit(_load_with_stats, audio_paths[uid], encoder) for uid in shards[i]}))
+            queue.append((i, {uid: pool.submit(_load_with_stats, load, uid, encoder) for uid in shards[i]}))
 
     for _ in range(max(1, depth)):
         submit_next()

@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from obt_eval.errors import BadInputError
-from obt_eval.frames import frame_center
+from obt_eval.frames import store_frame_timing
 from obt_eval.metrics import dtw_cpu
 
 Speaker = Literal["within", "across"]
@@ -49,7 +49,8 @@ class AbxConfig:
     max_x_across: int = 5  # 0 = every other speaker
     seed: int = 0
     frame_rate: float = 50.0
-    # centre of frame 0 (s); None = half a frame (ZeroSpeech/fastabx); obt-eval stores use frames.py (0.0125)
+    # centre of frame 0 (s); None = half a frame (ZeroSpeech/fastabx); obt-eval stores record their own
+    # (frames.store_frame_timing: 0.0125 for wav2vec2-grid encoders, 0.0175 for w2v-BERT 2.0)
     frame_offset: float | None = None
     device: str | None = None
     dtype: Literal["float32", "float64"] = "float32"
@@ -138,7 +139,11 @@ class StoreSource:
 
 
 def open_feature_source(path: str | Path) -> tuple[FeatureSource, float | None, str]:
-    """(source, frame-0 centre or None for half a frame, kind) of a .npy folder, feature store or units store."""
+    """(source, frame-0 centre or None for half a frame, kind) of a .npy folder, feature store or units store.
+
+    A store's frame-0 centre is the one its sidecar records (`store_frame_timing`), so ABX segments of a
+    w2v-BERT store start 5 ms later than those of a wav2vec2 store, as its frames do.
+    """
     from obt_eval.atomic import read_json
 
     path = Path(path)
@@ -150,10 +155,12 @@ def open_feature_source(path: str | Path) -> tuple[FeatureSource, float | None, 
         if fmt.startswith("obt-eval-units"):
             from obt_eval.units.store import UnitsStore
 
-            return StoreSource(UnitsStore.open(path)), frame_center(0), "units"
+            units = UnitsStore.open(path)
+            return StoreSource(units), store_frame_timing(units)[1], "units"
         from obt_eval.features.store import FeatureStore
 
-        return StoreSource(FeatureStore.open(path)), frame_center(0), "features"
+        store = FeatureStore.open(path)
+        return StoreSource(store), store_frame_timing(store)[1], "features"
     source = NpyDirSource(path)
     if not source.files:
         raise BadInputError(f"{path} holds no .npy files",
@@ -765,7 +772,7 @@ def abx_from_paths(
     """`abx` on an item file and a features folder (ZeroSpeech .npy layout, feature store or units store).
 
     The frame-time convention follows the source unless the config sets one: half a frame for .npy
-    folders (ZeroSpeech, comparable with fastabx), frames.py's 0.0125 s for obt-eval stores.
+    folders (ZeroSpeech, comparable with fastabx), the store's own frame-0 centre for obt-eval stores.
     """
     from obt_eval.alignments import read_item_file
 

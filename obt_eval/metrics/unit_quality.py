@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from obt_eval.errors import BadInputError
-from obt_eval.frames import FRAME_RATE
+from obt_eval.frames import FRAME_OFFSET, FRAME_RATE, frame_centres
 from obt_eval.units.store import run_length
 
 
@@ -84,9 +84,12 @@ def frame_phone_table(
     units: Mapping[str, np.ndarray],
     *,
     frame_rate: float = FRAME_RATE,
+    frame_offset: float = FRAME_OFFSET,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Pair each unit frame with the phone under its centre; frames without a phone are left out.
 
+    Frame i is centred at ``frame_offset + i / frame_rate`` s: pass the units' own timing
+    (`obt_eval.frames.store_frame_timing(units)`; the default is the wav2vec2 grid).
     Returns (phones, units, problems) where problems counts utterances with no units and phone
     intervals that fall beyond the utterance's last frame (they cannot be scored and are skipped).
     """
@@ -103,10 +106,10 @@ def frame_phone_table(
             problems["utterances_without_units"] += 1
             continue
         seq = np.asarray(seq)
-        last_centre = (len(seq) - 1 + 0.625) / frame_rate
+        last_centre = frame_centres(len(seq), frame_rate, frame_offset)[-1] if len(seq) else -np.inf
         problems["phones_outside_frames"] += int((group["onset"] > last_centre).sum())
         ivs = list(zip(group["onset"], group["offset"], group["phone"].astype(str), strict=True))
-        labels = frame_labels(ivs, len(seq), frame_rate)
+        labels = frame_labels(ivs, len(seq), frame_rate, frame_offset)
         mask = labels != ""
         ys.append(labels[mask])
         zs.append(seq[mask])

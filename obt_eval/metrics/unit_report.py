@@ -7,7 +7,7 @@ missing input never hides the rest. The result is also written to ``<units>/metr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,8 @@ from obt_eval.atomic import write_json
 from obt_eval.corpus.manifest import Corpus
 from obt_eval.errors import ObtEvalError
 from obt_eval.features.store import FeatureStore
+from obt_eval.frames import store_frame_timing
+from obt_eval.integrity import CorruptArtifactError
 from obt_eval.metrics import crosslingual, speaker, unit_quality
 from obt_eval.metrics.abx import AbxConfig, MappingSource, StoreSource, abx_context_fallback
 from obt_eval.units.learn import sidecar_hash
@@ -36,14 +38,23 @@ class UnitMetricsConfig:
 
 
 def _open_corpus(name: str, workspace: Workspace) -> Corpus | None:
+    """The corpus, or None when it is not there (its metrics are then skipped); a damaged one is named."""
     try:
         return Corpus.open(name, workspace) if name else None
+    except CorruptArtifactError:
+        raise
     except ObtEvalError:
         return None
 
 
 def _units_dict(units: UnitsStore) -> dict[str, np.ndarray]:
     return {uid: units.get(uid) for uid in units.ids}
+
+
+def _timing(store) -> dict[str, float]:  # noqa: ANN001 — a FeatureStore or UnitsStore
+    """A store's frame grid as keyword arguments (frame_rate, frame_offset) for phone labels and ABX."""
+    rate, offset = store_frame_timing(store)
+    return {"frame_rate": rate, "frame_offset": offset}
 
 
 def unit_metrics(
@@ -81,7 +92,7 @@ def unit_metrics(
     if alignments is None:
         out["not_computed"]["pnmi"] = "the corpus has no phone alignments"
     else:
-        phones, frame_units, problems = unit_quality.frame_phone_table(alignments, seqs)
+        phones, frame_units, problems = unit_quality.frame_phone_table(alignments, seqs, **_timing(units))
         out.update(unit_quality.purity_with_baseline(phones, frame_units, seed=cfg.seed))
         out["alignment_problems"] = problems
 
@@ -120,7 +131,7 @@ def unit_metrics(
         items = read_item_file(item_path)
         for mode in ("within", "across"):
             acfg = AbxConfig(speaker=mode, context="within", distance="identical", max_size_group=cfg.max_size_group,
-                             max_x_across=cfg.max_x_across, seed=cfg.seed, frame_offset=0.0125)
+                             max_x_across=cfg.max_x_across, seed=cfg.seed, **_timing(units))
             try:
                 res = abx_context_fallback(items, StoreSource(units), acfg)
                 out[f"abx_{mode}"] = res.error
@@ -157,9 +168,10 @@ def _crosslingual(units, seqs, phones_a, other_path, ws, cfg, alignments_a) -> d
         dims = f"{feats_b.dim} vs {units.codebook.shape[1]}"
         return {"error": f"feature dims differ ({dims}): use the same encoder and layer"}
     transfer = crosslingual.assign_with_codebook({u: feats_b.get(u) for u in feats_b.ids}, units.codebook)
-    pa, za, _ = unit_quality.frame_phone_table(alignments_a, seqs)
-    pb, zb, _ = unit_quality.frame_phone_table(align_b, transfer)
-    _, zb_own, _ = unit_quality.frame_phone_table(align_b, _units_dict(other))
+    # each side on its own grid: B's frames (assigned with A's codebook) are timed as B's feature store
+    pa, za, _ = unit_quality.frame_phone_table(alignments_a, seqs, **_timing(units))
+    pb, zb, _ = unit_quality.frame_phone_table(align_b, transfer, **_timing(feats_b))
+    _, zb_own, _ = unit_quality.frame_phone_table(align_b, _units_dict(other), **_timing(other))
     own = unit_quality.purity_pnmi(pb, zb_own).pnmi if len(zb_own) == len(pb) else None
     result = crosslingual.crosslingual_consistency(pa, za, pb, zb, units.k, own_pnmi_b=own, seed=cfg.seed)
     result.update({"other_units": str(other.path), "other_corpus": other.corpus})
@@ -167,12 +179,12 @@ def _crosslingual(units, seqs, phones_a, other_path, ws, cfg, alignments_a) -> d
         from obt_eval.alignments import read_item_file
 
         acfg = AbxConfig(speaker="within", distance="identical", max_size_group=cfg.max_size_group,
-                         seed=cfg.seed, frame_offset=0.0125)
+                         seed=cfg.seed, **_timing(feats_b))
         try:
             items_b = read_item_file(corpus_b.item_path)
             res = abx_context_fallback(items_b, MappingSource(transfer), acfg)
             result["transfer_abx_within"] = res.error
-            own_res = abx_context_fallback(items_b, StoreSource(other), acfg)
+            own_res = abx_context_fallback(items_b, StoreSource(other), replace(acfg, **_timing(other)))
             result["own_abx_within_b"] = own_res.error
         except ObtEvalError as exc:
             result["transfer_abx_error"] = str(exc).splitlines()[0]

@@ -65,13 +65,24 @@ class DesignConfig:
     seed: int | None = None
 
 
+# The most gain a clip may get on its way to the loudness target, for synthesized stimuli
+# (obt_eval.vocoder.postprocess.OutputPolicy) and for every clip of a study alike: a -53 LUFS clip still
+# reaches -23 LUFS; a quieter one is near-silence (an untrained or broken vocoder, a wrong file), and
+# boosting it by 40 dB would play its noise floor to raters.
+MAX_GAIN_DB = 30.0
+
+
 @dataclass(frozen=True)
 class LoudnessConfig:
-    """One integrated-loudness target for every clip (EBU R128, -23 LUFS), never above -1 dBFS peak."""
+    """One integrated-loudness target for every clip (EBU R128, -23 LUFS), never above -1 dBFS peak.
+
+    A clip that is silent, or would need more than ``max_gain_db`` to reach ``target_lufs``, is refused.
+    """
 
     target_lufs: float = -23.0
     max_peak_dbfs: float = -1.0
     floor_lufs: float = -30.0
+    max_gain_db: float = MAX_GAIN_DB
 
 
 @dataclass(frozen=True)

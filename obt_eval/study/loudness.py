@@ -18,10 +18,33 @@ def integrated_loudness(wave: np.ndarray, sample_rate: int) -> float:
     if wave.size < int(_MIN_SECONDS * sample_rate):
         raise BadInputError(f"a clip of {wave.size / sample_rate:.2f} s is too short to measure loudness",
                             "use clips of at least 0.4 s")
-    value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(np.asarray(wave, dtype=np.float64)))
+    value = loudness_lufs(wave, sample_rate)
     if not math.isfinite(value):
         raise BadInputError("a clip is silent (loudness -inf)", "remove silent clips from the stimuli")
     return value
+
+
+def loudness_lufs(wave: np.ndarray, sample_rate: int) -> float:
+    """BS.1770 integrated loudness of a clip of at least 0.4 s; -inf when nothing passes the -70 LUFS gate."""
+    value = float(pyloudnorm.Meter(sample_rate).integrated_loudness(np.asarray(wave, dtype=np.float64)))
+    return value if not math.isnan(value) else -math.inf
+
+
+def level_problem(loudness_lufs: float, config: LoudnessConfig) -> str | None:
+    """Why a clip of this loudness cannot be normalised to the study's target (None: it can).
+
+    Silent clips (below BS.1770's -70 LUFS gate, or NaN) have no loudness to scale; a clip needing more
+    than ``config.max_gain_db`` is near-silence whose boost would mostly be noise. Measured against the
+    configured target, the highest the common target can be, so a clip accepted here never gets more
+    than the maximum gain; synthesize applies the same rule to its outputs.
+    """
+    if not math.isfinite(loudness_lufs):
+        return "silent (loudness -inf LUFS: nothing above the -70 LUFS gate)"
+    gain = config.target_lufs - loudness_lufs
+    if gain > config.max_gain_db:
+        return (f"near-silent ({loudness_lufs:.1f} LUFS): reaching {config.target_lufs:g} LUFS needs {gain:+.1f} dB, "
+                f"above the maximum gain of {config.max_gain_db:g} dB (it would mostly amplify noise)")
+    return None
 
 
 def peak_dbfs(wave: np.ndarray) -> float:

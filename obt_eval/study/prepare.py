@@ -14,7 +14,7 @@ from typing import Any
 from obt_eval.provenance import provenance
 from obt_eval.study.config import AnchorConfig, DesignConfig, LoudnessConfig, PaddingConfig, Protocol
 from obt_eval.study.design import ANCHOR_SYSTEM, make_design
-from obt_eval.study.render import render_stimuli
+from obt_eval.study.render import measure_sources, render_stimuli
 from obt_eval.study.sources import ROLE_ANCHOR, ROLE_REFERENCE, ROLE_TEST, check_sources, scan_system
 from obt_eval.workspace import Workspace, check_name
 
@@ -50,10 +50,15 @@ def prepare_study(name: str, systems: list[tuple[str, str]], reference: tuple[st
         sources.append(scan_system(reference[0], reference[1], ROLE_REFERENCE, workspace))
     utterances, warnings = check_sources(sources, allow_partial)
     by_name = {s.name: s for s in sources}
+    # silent or near-silent clips are refused by name (or, with allow_partial, their utterances left out)
+    utterances, level_warnings, levels = measure_sources(by_name, utterances, loudness, padding, allow_partial,
+                                                         progress)
+    warnings += level_warnings
     ordered = ([reference[0]] if reference else []) + [n for n, _ in systems]
     plan = make_design(ordered, utterances, design, reference=reference[0] if reference else None)
     out_dir = study_dir(workspace, name)
-    rendered, notes = render_stimuli(plan.stimuli, by_name, out_dir, plan.seed, loudness, anchor, progress, padding)
+    rendered, notes = render_stimuli(plan.stimuli, by_name, out_dir, plan.seed, loudness, anchor, progress, padding,
+                                     levels)
     warnings += notes
     sample_rate = rendered[0].sample_rate
     system_rows = [{"name": s.name, "role": s.role, "source_dir": str(s.directory), "meta": s.meta} for s in sources]

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from obt_eval.errors import BadInputError
 from obt_eval.features.store import FeatureStore
+from obt_eval.frames import store_frame_timing
 from obt_eval.integrity import CorruptArtifactError
 from obt_eval.units.kmeans import KMeansConfig, assign, fit_kmeans, pick_device
 from obt_eval.units.store import UnitsStore
@@ -72,7 +73,7 @@ def learn_units(
 
     Utterances with NaN/inf features are skipped and listed in the sidecar (``skipped``); they get
     no units. The sidecar records the feature store (path and sidecar hash), corpus, encoder, layer,
-    k, seed, fit and held-out inertia, and the sample size.
+    its frame grid (``frame_rate``, ``frame_offset``), k, seed, fit and held-out inertia, and the sample size.
     """
     cfg = config or KMeansConfig()
     store = features if isinstance(features, FeatureStore) else FeatureStore.open(features)
@@ -131,12 +132,18 @@ def learn_units(
             held_n += feats.shape[0]
     bar.close()
 
+    frame_rate, frame_offset = store_frame_timing(store)
     meta = {
         "features": str(store.path.resolve()),
         "features_hash": sidecar_hash(store.path),
         "corpus": store.corpus,
+        "corpus_path": store.meta.get("corpus_path"),
         "encoder": store.encoder,
         "layer": store.layer,
+        # the frame grid of the features (w2v-BERT centres its frames 5 ms later than wav2vec2): phone labels,
+        # ABX segments and PNMI of these units are timed by it
+        "frame_rate": frame_rate,
+        "frame_offset": frame_offset,
         "seed": cfg.seed,
         "inertia": result.inertia,
         "heldout_inertia": held_sum / held_n if held_n else None,

@@ -3,6 +3,7 @@
 Layout of a units folder::
 
     sidecar.json      k, dim, seed, inertia, the feature store it came from (path, corpus, encoder, layer)
+                      and its frame grid (frame_rate, frame_offset: centre of frame 0 in seconds)
     codebook.npy      (k, dim) float32 centroids
     units.parquet     id, units (list of int), one unit per 20 ms frame
     units.txt         the same sequences in fairseq's format: one line per utterance, space-separated

@@ -2,9 +2,16 @@
 
 Unit i covers samples ``[320 i, 320 i + 320)``. The wav2vec2 frame grid uses a 400-sample window,
 so an utterance has slightly more audio than ``units x 320``; both are cropped to
-``min(len(units), samples // 320)`` units. Segments are drawn from a generator seeded with
-``(seed, step, rank)``, so the batch at a given step does not depend on what ran before: a resumed
-run sees exactly the batches an uninterrupted run would.
+``min(len(units), samples // 320)`` units. Frame i of the encoder is centred 40 samples (2.5 ms) after
+that block's centre on the wav2vec2 grid and 120 samples (7.5 ms) after it for w2v-BERT 2.0 (560-sample
+window, ``frame_offset`` 0.0175 s). The blocks are deliberately not shifted by the store's offset: the
+offset is constant, far inside the generator's receptive field (its first convolution alone sees ±3
+units), and the same in training and synthesis, so the generator learns it and its output stays
+sample-aligned with the source audio (speech-resynthesis does the same for HuBERT's grid). w2v-BERT's
+wider window only means fewer frames, ``(samples - 560) // 320 + 1``, which the crop already handles.
+
+Segments are drawn from a generator seeded with ``(seed, step, rank)``, so the batch at a given step
+does not depend on what ran before: a resumed run sees exactly the batches an uninterrupted run would.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import numpy as np
 import pyloudnorm
 
 from obt_eval.frames import SAMPLE_RATE
+from obt_eval.study.config import MAX_GAIN_DB
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,9 @@ class OutputPolicy:
     trim_db: float = 40.0  # below the clip's peak counts as silence (librosa.effects.trim's default is 60)
     pad_ms: float = 150.0  # digital silence added at both ends after trimming
     peak_limit: float = 0.99  # a clip whose peak would exceed this is scaled down (and flagged)
-    # most gain a clip may get: a -53 LUFS clip still reaches -23 LUFS; one quieter is near-silence (an
-    # untrained or broken vocoder), and boosting it by 40 dB would play its noise floor to raters
-    max_gain_db: float = 30.0
+    # most gain a clip may get (one rule with study creation, see obt_eval.study.config.MAX_GAIN_DB): a -53 LUFS
+    # clip still reaches -23 LUFS; one quieter is near-silence, and a 40 dB boost would play its noise to raters
+    max_gain_db: float = MAX_GAIN_DB
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from obt_eval.atomic import write_json, write_parquet
 from obt_eval.audio import write_wav
+from obt_eval.corpus.files import write_info, write_manifest
 from obt_eval.corpus.manifest import MANIFEST_COLUMNS, Corpus
 from obt_eval.frames import HOP, SAMPLE_RATE, WINDOW
 from obt_eval.units.store import UnitsStore
@@ -64,8 +64,8 @@ def make_toy_corpus(
         rows.append({"id": uid, "audio_path": str(path), "source_path": str(path), "num_samples": len(wave),
                      "duration": len(wave) / SAMPLE_RATE, "num_frames": len(units), "orig_sample_rate": SAMPLE_RATE,
                      "orig_channels": 1, "speaker": spk, "language": "toy", "split": "", "transcript": ""})
-    write_parquet(corpus_dir / "manifest.parquet", pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
-    write_json(corpus_dir / "corpus.json", {"name": name})
+    write_info(corpus_dir, {"name": name})
+    write_manifest(corpus_dir, pd.DataFrame(rows, columns=MANIFEST_COLUMNS))
     codebook = np.random.default_rng(seed + 1).standard_normal((k, 4)).astype(np.float32)
     units = UnitsStore.write(root / "units" / f"{name}-k{k}", sequences, codebook,
                              {"corpus": name, "corpus_path": str(corpus_dir), "encoder": "toy", "layer": None,
