@@ -138,14 +138,15 @@ def experiment_folders(tmp_path, tone_corpus, workspace):
     from pipelines.experiments import plan as P
     from pipelines.experiments.options import EncoderFacts, ExperimentOptions, SystemFacts
 
-    manifest_path = workspace.corpus_dir("tones") / "manifest.parquet"
-    manifest = pd.read_parquet(manifest_path)
-    manifest["lid_top1"] = ["por", "por", "eng", "por"]
-    manifest["lid_flag"] = [False, False, True, False]
-    manifest["dnsmos_ovrl"] = [3.5, 2.4, 3.9, np.nan]
-    manifest.to_parquet(manifest_path)
+    from obt_eval.quality.annotate import add_manifest_columns
 
-    ids = list(manifest["id"])
+    root = workspace.corpus_dir("tones")
+    ids = list(pd.read_parquet(root / "manifest.parquet")["id"])
+    # written the way `lid` and `corpus-quality` write them (the corpus' checksums follow)
+    add_manifest_columns(root, {"lid_top1": dict(zip(ids, ["por", "por", "eng", "por"])),
+                                "lid_flag": dict(zip(ids, [False, False, True, False])),
+                                "dnsmos_ovrl": dict(zip(ids, [3.5, 2.4, 3.9, np.nan]))})
+
     folders = {}
     for name in ("mfcc", "logmel", "prod"):
         folder = tmp_path / "stimuli" / name

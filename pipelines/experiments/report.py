@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from obt_eval.errors import NotFoundError
 from obt_eval.workspace import Workspace
 from pipelines.experiments import coordinator as C
 from pipelines.experiments import plan as P
@@ -68,7 +69,7 @@ def gather(workspace: Workspace, plan: dict[str, Any]) -> tuple[dict[str, Any], 
     corpus = dict(outputs("corpus"))
     try:
         corpus["quality"] = corpus_quality(Corpus.open(pi.options.corpus, workspace).manifest)
-    except Exception:  # noqa: BLE001 — no corpus yet: the report says what is missing
+    except NotFoundError:  # no corpus yet: the report says what is missing (a damaged one raises)
         pass
     corpus.setdefault("name", pi.options.corpus)
     contenders = []
