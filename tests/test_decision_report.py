@@ -134,18 +134,17 @@ def experiment_folders(tmp_path, tone_corpus, workspace):
     """A finished-looking plan over the `tones` corpus, with the files each stage leaves behind."""
     import dataclasses
 
+    from obt_eval.quality.annotate import add_manifest_columns
     from pipelines.experiments import coordinator as C
     from pipelines.experiments import plan as P
     from pipelines.experiments.options import EncoderFacts, ExperimentOptions, SystemFacts
 
-    from obt_eval.quality.annotate import add_manifest_columns
-
     root = workspace.corpus_dir("tones")
     ids = list(pd.read_parquet(root / "manifest.parquet")["id"])
     # written the way `lid` and `corpus-quality` write them (the corpus' checksums follow)
-    add_manifest_columns(root, {"lid_top1": dict(zip(ids, ["por", "por", "eng", "por"])),
-                                "lid_flag": dict(zip(ids, [False, False, True, False])),
-                                "dnsmos_ovrl": dict(zip(ids, [3.5, 2.4, 3.9, np.nan]))})
+    add_manifest_columns(root, {"lid_top1": dict(zip(ids, ["por", "por", "eng", "por"], strict=True)),
+                                "lid_flag": dict(zip(ids, [False, False, True, False], strict=True)),
+                                "dnsmos_ovrl": dict(zip(ids, [3.5, 2.4, 3.9, np.nan], strict=True))})
 
     folders = {}
     for name in ("mfcc", "logmel", "prod"):
