@@ -206,3 +206,10 @@ def test_the_reader_takes_predicted_mos_intelligibility_and_manifest_flags_when_
     assert "1 utterance(s) flagged by language ID" in page and "utt02" in page
     assert ">DNSMOS OVRL" in page and ">CER" in page
     assert "ABX and PNMI: not computed" in page  # the tone corpus has no alignments
+
+
+def test_a_small_difference_in_whole_units_is_not_printed_as_minus_zero():
+    from obt_eval.report.decision import _fmt, _signed
+
+    assert _fmt(1168.4, "f0") == "1168"
+    assert _signed(-0.3, "f0") == "−0.3" and _signed(0.04, "f0") == "+0.0"

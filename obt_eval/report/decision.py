@@ -104,7 +104,9 @@ def _fmt(value: Any, kind: str) -> str:
         return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     if v is None:
         return ""
-    return {"pct": f"{100 * v:.2f}", "f3": f"{v:.3f}", "f2": f"{v:.2f}", "f0": f"{v:.0f}"}[kind]
+    # whole units (cents, Hz) for large values; a decimal for small ones, so a small difference never reads "−0"
+    whole = f"{v:.0f}" if abs(v) >= 10 else f"{v:.1f}"
+    return {"pct": f"{100 * v:.2f}", "f3": f"{v:.3f}", "f2": f"{v:.2f}", "f0": whole}[kind]
 
 
 def _signed(value: float, kind: str) -> str:
