@@ -45,3 +45,16 @@ def parse_int_list(text: str | None) -> list[int] | None:
         elif part:
             values.add(int(part))
     return sorted(values)
+
+
+def id_selection(ids: str) -> list[str] | str:
+    """`--ids`: `held-out`, `all`, or a text file with one utterance id per line."""
+    from obt_eval.errors import BadInputError
+
+    if ids in ("held-out", "all"):
+        return ids
+    path = Path(ids)
+    if not path.exists():
+        raise BadInputError(f"--ids {ids!r} is neither `held-out`, `all` nor a file",
+                            "pass a text file with one utterance id per line")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from obt_eval.errors import BadInputError
-from obt_eval_cli.common import JsonOpt, WorkspaceOpt, report, workspace
+from obt_eval_cli.common import JsonOpt, WorkspaceOpt, id_selection, report, workspace
 
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: CUDA if present).")]
 CorpusArg = Annotated[str, typer.Option("--corpus", help="Corpus name (in the workspace) or folder.")]
@@ -123,13 +123,7 @@ def register(app: typer.Typer) -> None:
         from obt_eval.vocoder.postprocess import OutputPolicy
 
         w = workspace(ws)
-        id_sel: list[str] | str = ids
-        if ids not in ("held-out", "all"):
-            path = Path(ids)
-            if not path.exists():
-                raise BadInputError(f"--ids {ids!r} is neither `held-out`, `all` nor a file",
-                                    "pass a text file with one utterance id per line")
-            id_sel = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        id_sel = id_selection(ids)
         system = name or Path(model.rstrip("/")).name
         out_dir = out or w.stimuli_dir(system)
         policy = OutputPolicy(loudness_lufs=loudness, trim_db=trim_db, pad_ms=pad_ms)

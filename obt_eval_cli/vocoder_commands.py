@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from obt_eval.errors import BadInputError
-from obt_eval_cli.common import JsonOpt, WorkspaceOpt, report, workspace
+from obt_eval_cli.common import JsonOpt, WorkspaceOpt, id_selection, report, workspace
 
 PresetOpt = Annotated[str, typer.Option("--preset", help="`reference` (published recipe), `small` or `tiny`.")]
 SpeakersOpt = Annotated[bool, typer.Option("--speakers/--no-speakers", help="Condition on the speaker (keeps voices).")]
@@ -179,13 +179,7 @@ def register(app: typer.Typer) -> None:
         from obt_eval.vocoder.synthesis import synthesize_units
 
         w = workspace(ws)
-        id_sel: list[str] | str = ids
-        if ids not in ("held-out", "all"):
-            path = Path(ids)
-            if not path.exists():
-                raise BadInputError(f"--ids {ids!r} is neither `held-out`, `all` nor a file",
-                                    "pass a text file with one utterance id per line")
-            id_sel = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        id_sel = id_selection(ids)
         vocoder_name = vocoder.resolve().name if vocoder.is_dir() else vocoder.resolve().parent.name
         out_dir = out or w.stimuli_dir(vocoder_name + ("-dedup" if dedup else ""))
         policy = OutputPolicy(loudness_lufs=loudness, trim=not no_trim, trim_db=trim_db, pad_ms=pad_ms,

@@ -88,6 +88,15 @@ class Encoder(ABC):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
+    def _set_identity(self, source: str, name: str | None, licence: str, device, dtype) -> None:
+        """Name, id and licence, and where the model runs: the GPU in bf16 when there is one, else the CPU in fp32
+        (one rule for every neural encoder, so the same command gives the same numerics on the same machine)."""
+        self.name = name or source
+        self.encoder_id = source
+        self.licence = licence
+        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype or (torch.bfloat16 if self._device.type == "cuda" else torch.float32)
+
     def describe(self) -> dict:
         return {"encoder": self.name, "encoder_id": self.encoder_id, "revision": self.revision, "licence": self.licence,
                 "frame_offset": self.grid.offset_seconds}

@@ -66,11 +66,7 @@ class HuggingFaceEncoder(Encoder):
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
 
-        self.name = name or source
-        self.encoder_id = source
-        self.licence = licence
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = dtype or (torch.bfloat16 if self._device.type == "cuda" else torch.float32)
+        self._set_identity(source, name, licence, device, dtype)
         config = load_config(source, revision)
         self.total_layers = int(config.num_hidden_layers)
         bad = [k for k in layers if not 0 <= k <= self.total_layers]

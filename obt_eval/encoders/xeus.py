@@ -191,11 +191,7 @@ class XeusEncoder(Encoder):
         dtype: torch.dtype | None = None,
         licence: str = "",
     ):
-        self.name = name or source
-        self.encoder_id = source
-        self.licence = licence
-        self._device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.dtype = dtype or (torch.bfloat16 if self._device.type == "cuda" else torch.float32)
+        self._set_identity(source, name, licence, device, dtype)
         import_ssl_task()  # a missing ESPnet is reported before any download
         config_path, checkpoint_path = checkpoint_files(source, revision)
         model = build_espnet_ssl_model(config_path, checkpoint_path)
