@@ -40,6 +40,7 @@ class RaterSession:
     finished: bool = False
     shown: str | None = None  # the screen the page shows now (only changes are sent to the browser)
     labels_sent: str | None = None  # the scale already on the page
+    page_trial: str | None = None  # the trial the page shows now: a refused submit keeps its scores and player
 
 
 @dataclass
