@@ -131,7 +131,7 @@ FEEDBACK_JS = r"""
 const box = element.closest('.block') || element.parentElement;
 const reveal = () => {
   const note = box.querySelector('.obt-feedback');
-  if (note) requestAnimationFrame(() => note.scrollIntoView({block: 'nearest', behavior: 'instant'}));
+  if (note) requestAnimationFrame(() => note.scrollIntoView({block: 'center', behavior: 'instant'}));
 };
 new MutationObserver(reveal).observe(box, {childList: true, subtree: true, characterData: true});
 """
