@@ -64,7 +64,7 @@ def test_tables_have_human_column_names_and_escape_names():
                  "p (Holm)", "Effect size dz", "Rater screening"):
         assert name in html
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert 'class="long">score ~ system + position' in html  # the formula is in a wrapping cell
+    assert '<li>&lt;script&gt;x&lt;/script&gt; vs xlsr53 — score ~ system + position' in html  # under the table
     assert ">-1.10<" in html and ">-1.50 to -0.70<" in html
     assert RS.mos_columns((0, 10))[1] == "MOS (0–10)"
 

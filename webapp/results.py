@@ -174,24 +174,27 @@ def summary_html(res: dict, lead_: Lead, progress: dict, scale: tuple[int, int] 
 
 
 def _table(caption: str, headers: list[str], rows: list[list[str]], note: str = "", numeric_from: int = 1,
-           long: tuple[int, ...] = ()) -> str:
+           long: tuple[int, ...] = (), after: list[str] | None = None) -> str:
     """A table in its own horizontally scrolling box (a phone never scrolls the whole page sideways).
 
-    Columns from `numeric_from` on are right-aligned figures; `long` columns (model formulas, reasons) wrap."""
+    Columns from `numeric_from` on are right-aligned figures; `long` columns (reasons) wrap; `after` lines (model
+    formulas) go under the table, where they wrap at the page width instead of widening the table."""
     def cls(i: int) -> str:
         return ' class="long"' if i in long else (' class="num"' if i >= numeric_from else "")
 
     head = "".join(f'<th scope="col"{cls(i)}>{_e(h)}</th>' for i, h in enumerate(headers))
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{_e(c)}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    lines = [x for x in (after or []) if x]
+    after_html = ('<ul class="obt-after">' + "".join(f"<li>{_e(x)}</li>" for x in lines) + "</ul>") if lines else ""
     note_html = f'<p class="obt-note">{_e(note)}</p>' if note else ""
     return (f'<section class="obt-table-block"><h3>{_e(caption)}</h3>{note_html}<div class="obt-table-wrap" '
             f'tabindex="0" role="region" aria-label="{_e(caption)}"><table class="obt-table"><thead><tr>{head}</tr>'
-            f"</thead><tbody>{body}</tbody></table></div></section>")
+            f"</thead><tbody>{body}</tbody></table></div>{after_html}</section>")
 
 
 MOS_COLUMNS = ["System", "MOS (1–5)", "95 % CI", "Ratings", "Raters", "SD"]
 COMPARISON_COLUMNS = ["Comparison (A vs B)", "Difference A − B (MOS points)", "95 % CI", "p (mixed model)",
-                      "p (Holm)", "p (paired t)", "p (Wilcoxon)", "Effect size dz", "Test"]
+                      "p (Holm)", "p (paired\u00a0t)", "p (Wilcoxon)", "Effect size dz"]
 PREFERENCE_COLUMNS = ["Pair (A vs B)", "Prefer A", "Prefer B", "No preference", "Share for A (95 % CI)"]
 SCREENING_COLUMNS = ["Rater", "Flagged", "Why"]
 
@@ -205,17 +208,18 @@ def tables_html(res: dict, scale: tuple[int, int] = (1, 5)) -> str:
         [r["system"], _num(r.get("mos")), _ci(r.get("ci95")), str(r.get("n", "–")), str(r.get("n_raters", "–")),
          _num(r.get("sd"))] for r in res["systems"]],
         note="95 % confidence intervals are cluster-robust by rater and utterance.")]
-    comps = []
+    comps, models = [], []
     for c in res["comparisons"]:
         ci = c.get("mixed_ci95") or c.get("diff_ci95")
         est = c.get("mixed_estimate", c.get("diff"))
         comps.append([f"{c['a']} vs {c['b']}", _num(est, 2, True), _ci(ci, 2, True), _p(c.get("p_mixed")),
-                      _p(c.get("p_holm")), _p(c.get("p_paired_t")), _p(c.get("p_wilcoxon")), _num(c.get("d_z")),
-                      str(c.get("model", ""))])
+                      _p(c.get("p_holm")), _p(c.get("p_paired_t")), _p(c.get("p_wilcoxon")), _num(c.get("d_z"))])
+        models.append(f"{c['a']} vs {c['b']} — {c['model']}" if c.get("model") else "")
     if comps:
         out.append(_table("Pairwise comparisons", COMPARISON_COLUMNS, comps,
                           note="Primary test: crossed linear mixed model, Holm-corrected across pairs. Paired t and "
-                               "Wilcoxon use per-utterance mean differences.", long=(8,)))
+                               "Wilcoxon use per-utterance mean differences. The model fitted for each pair is listed "
+                               "under the table.", after=models))
     if res.get("preferences"):
         out.append(_table("Preferences", PREFERENCE_COLUMNS, [
             [f"{p.get('a')} vs {p.get('b')}", str(p.get("a_preferred", "")), str(p.get("b_preferred", "")),
@@ -235,7 +239,7 @@ def tables_html(res: dict, scale: tuple[int, int] = (1, 5)) -> str:
 def png_data_uri(fig) -> str:
     """The figure as an inline PNG, cropped to its content (no label is cut off) and closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15)
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
@@ -243,8 +247,8 @@ def png_data_uri(fig) -> str:
 def mos_figure(res: dict, scale: tuple[int, int] = (1, 5)):
     """MOS with 95 % CIs, one horizontal row per system (long names stay readable; CIs stay inside the axes)."""
     rows = sorted(res["systems"], key=lambda r: float(r.get("mos") or 0))
-    height = 1.2 + 0.55 * len(rows)
-    fig, ax = plt.subplots(figsize=(6.4, height))
+    height = 1.3 + 0.5 * len(rows)
+    fig, ax = plt.subplots(figsize=(5.0, height))
     for i, r in enumerate(rows):
         mos = r.get("mos")
         if mos is None:
@@ -253,7 +257,7 @@ def mos_figure(res: dict, scale: tuple[int, int] = (1, 5)):
         lo = mos if lo is None else max(scale[0] - 0.4, lo)
         hi = mos if hi is None else min(scale[1] + 0.4, hi)
         ax.errorbar([mos], [i], xerr=[[mos - lo], [hi - mos]], fmt="o", capsize=5, color="#c2410c", ms=7)
-        ax.annotate(f"{mos:.2f}", (mos, i), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=9)
+        ax.annotate(f"{mos:.2f}", (mos, i), textcoords="offset points", xytext=(0, 8), ha="center", fontsize=10)
     ax.set_yticks(range(len(rows)), [r["system"] for r in rows])
     ax.set_xlim(scale[0] - 0.5, scale[1] + 0.5)
     ax.set_ylim(-0.7, len(rows) - 0.3)
@@ -267,10 +271,10 @@ def rater_figure(df: pd.DataFrame, scale: tuple[int, int] = (1, 5)):
     """Per-rater score distributions (a straight-liner or a reversed scale shows at a glance)."""
     regular = df[df["kind"].eq("regular")] if "kind" in df else df
     raters = sorted(regular["rater"].unique())
-    fig, ax = plt.subplots(figsize=(6.4, 1.2 + 0.32 * max(3, len(raters))))
+    fig, ax = plt.subplots(figsize=(5.0, 1.3 + 0.3 * max(3, len(raters))))
     ax.boxplot([regular.loc[regular["rater"] == r, "score"].astype(float) for r in raters], showmeans=True,
                orientation="horizontal")
-    ax.set_yticks(range(1, len(raters) + 1), raters, fontsize=8)
+    ax.set_yticks(range(1, len(raters) + 1), raters, fontsize=9)
     ax.set_xlim(scale[0] - 0.5, scale[1] + 0.5)
     ax.set_xlabel("Score given")
     ax.grid(axis="x", alpha=0.3)
