@@ -95,6 +95,8 @@ def build_results_tab(ctx: AppContext, admin_state: gr.State) -> dict:
 
     def refresh(session: AdminSession, view: ResultsView, name: str | None, excl: bool, force: bool) -> dict:
         """The tab's content; on a tick only what changed (unchanged outputs are skipped, not re-sent)."""
+        if not isinstance(view, ResultsView):  # the state lives on the server; a scripted client cannot set it
+            view = ResultsView()
         try:
             require_admin(session)
         except NotAuthorised:
