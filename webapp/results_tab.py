@@ -74,23 +74,24 @@ def build_results_tab(ctx: AppContext, admin_state: gr.State) -> dict:
     gr.Markdown("## Results\nWhich system leads, by how much and how sure — updated as ratings arrive.",
                 elem_classes=["obt-intro"])
     status = gr.HTML(f'<p class="obt-hint">{LOGIN_FIRST}</p>', elem_id="obt-results-status")
-    with gr.Row(elem_classes=["obt-results-controls"], equal_height=True):
-        study = gr.Dropdown(choices=[], label="Study", elem_id="obt-results-study", scale=2, min_width=180)
-        exclude = gr.Checkbox(label="Leave out raters flagged by screening", value=False, scale=1, min_width=180,
+    with gr.Column(visible=False, elem_id="obt-results-body") as body:  # shown once a researcher is logged in
+        study = gr.Dropdown(choices=[], label="Study", elem_id="obt-results-study")
+        exclude = gr.Checkbox(label="Leave out raters flagged by screening", value=False,
                               elem_id="obt-results-exclude")
-    summary = gr.HTML("", elem_id="obt-results-summary")
-    links = gr.HTML("", elem_id="obt-results-links")
-    tables = gr.HTML("", elem_id="obt-results-tables")
-    plots = gr.HTML("", elem_id="obt-results-plots")
-    with gr.Accordion("Unit metrics: encoder comparison report", open=False):
-        report_btn = gr.Button("Load report", size="sm")
-        report = gr.Markdown()
+        summary = gr.HTML("", elem_id="obt-results-summary")
+        links = gr.HTML("", elem_id="obt-results-links")
+        tables = gr.HTML("", elem_id="obt-results-tables")
+        plots = gr.HTML("", elem_id="obt-results-plots")
+        with gr.Accordion("Unit metrics: encoder comparison report", open=False):
+            report_btn = gr.Button("Load report", size="sm")
+            report = gr.Markdown()
     timer = gr.Timer(TICK_SECONDS, active=False)
-    outputs = [status, study, summary, links, tables, plots, timer]
+    outputs = [status, body, study, summary, links, tables, plots, timer]
 
     def logged_out(view: ResultsView) -> dict:
         view.logged_in, view.signature, view.links, view.files = False, None, {}, {}
-        return {status: f'<p class="obt-hint">{LOGIN_FIRST}</p>', summary: "", links: "", tables: "", plots: "",
+        return {status: f'<p class="obt-hint">{LOGIN_FIRST}</p>', body: gr.Column(visible=False), summary: "",
+                links: "", tables: "", plots: "",
                 study: gr.Dropdown(choices=[], value=None), timer: gr.Timer(active=False)}
 
     def refresh(session: AdminSession, view: ResultsView, name: str | None, excl: bool, force: bool) -> dict:
@@ -104,6 +105,7 @@ def build_results_tab(ctx: AppContext, admin_state: gr.State) -> dict:
         out: dict = {}
         if not view.logged_in:
             out[status] = ""
+            out[body] = gr.Column(visible=True)
             view.logged_in = True
         names = _study_names(ctx, session)
         chosen = name if name in names else (view.study if view.study in names else (names[-1] if names else None))
