@@ -189,7 +189,7 @@ def test_a_researcher_logs_in_launches_a_job_and_sees_it_finish(app, browser):
 def test_results_and_csv_export_show_the_ratings_to_researchers_only(app, browser):
     page = _open_admin(browser, app["base"])
     page.get_by_role("tab", name="Results").click()  # the results load by themselves: no refresh, no show button
-    page.wait_for_function("() => document.querySelector('#obt-results-study input').value === 'pilot'",
+    page.wait_for_function("() => document.querySelector('#obt-results-study input')?.value === 'pilot'",
                            timeout=WAIT_MS)
     page.wait_for_selector("#obt-results-links a[data-kind='ratings']", timeout=WAIT_MS)
     assert "Mean opinion score per system" in page.locator("#obt-results-tables").inner_text()

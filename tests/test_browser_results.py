@@ -30,6 +30,7 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api")
 WAIT_MS = int(WAIT_SECONDS * 1000)
 NOT_WIDER = "document.documentElement.scrollWidth <= window.innerWidth"
+SUMMARY_SAYS = "(text) => (document.querySelector('#obt-results-summary')?.innerText || '').includes(text)"
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +122,7 @@ def test_results_refresh_by_themselves_and_offer_each_table_as_its_own_csv(app, 
 
     context, page = _researcher(browser, app["base"], "desktop")
     page.get_by_role("tab", name="Results").click()
-    page.wait_for_function("() => document.querySelector('#obt-results-summary').innerText.includes('4 raters')",
-                           timeout=WAIT_MS)
+    page.wait_for_function(SUMMARY_SAYS, arg="4 raters", timeout=WAIT_MS)
     kinds = page.eval_on_selector_all("#obt-results-links a", "els => els.map(a => a.dataset.kind)")
     assert {"ratings", "systems", "comparisons", "screening", "json"} <= set(kinds)
     link = "#obt-results-links a[data-kind='systems']"
@@ -136,8 +136,8 @@ def test_results_refresh_by_themselves_and_offer_each_table_as_its_own_csv(app, 
                            " return !!a && a.getAttribute('href') !== used; }", arg=[link, used], timeout=WAIT_MS)
 
     simulate_raters(app["db"], 1, {"mms-300m": 1.0}, seed=9, study="pilot")  # a fifth rater finishes a block
-    page.wait_for_function("() => document.querySelector('#obt-results-summary').innerText.includes('5 raters')",
-                           timeout=WAIT_MS)  # no click: the tab's timer noticed the new ratings
+    # no click: the tab's timer noticed the new ratings
+    page.wait_for_function(SUMMARY_SAYS, arg="5 raters", timeout=WAIT_MS)
     context.close()
 
 
@@ -146,7 +146,7 @@ def test_the_results_tab_says_what_to_do_when_not_logged_in(app, browser):
     page.set_default_timeout(WAIT_MS)
     page.goto(app["base"])
     page.get_by_role("tab", name="Results").click()
-    page.wait_for_function("() => document.querySelector('#obt-results-status').innerText.includes('Admin')",
+    page.wait_for_function("() => (document.querySelector('#obt-results-status')?.innerText || '').includes('Admin')",
                            timeout=WAIT_MS)
     assert not page.locator("#obt-results-summary").is_visible() and not page.locator("#obt-results-study").is_visible()
     assert "mms-300m" not in page.content()
