@@ -43,6 +43,7 @@ def app(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("results") / "ws"
     ws = Workspace.at(root)
+    make_sample_study(ws, name="empty", utterances=2, seconds=0.3, raters=2)  # invited, nobody rated yet
     made = make_sample_study(ws, utterances=6, seconds=0.3, raters=0, target_ratings=6, trials_per_block=6)
     assert made["summary"]["blocks"] >= 6
     db = database(ws)
@@ -153,3 +154,19 @@ def test_the_results_tab_says_what_to_do_when_not_logged_in(app, browser):
     assert page.evaluate(NOT_WIDER)
     screenshot(page, "results-logged-out-phone")
     page.close()
+
+
+def test_a_study_without_ratings_says_what_to_do_next(app, browser):
+    context, page = _researcher(browser, app["base"], "phone")
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_selector("#obt-results-summary .obt-verdict", timeout=WAIT_MS)  # the newest study: pilot
+    page.locator("#obt-results-study input").click()
+    page.get_by_role("option", name="empty").click()
+    page.wait_for_function(SUMMARY_SAYS, arg="No ratings yet", timeout=WAIT_MS)
+    text = _summary_text(page)
+    assert "share the invitations from the Admin tab" in text and "2 raters invited" in text
+    assert page.locator("#obt-results-tables").inner_text().strip() == ""
+    assert page.locator("#obt-results-links a").count() == 0
+    assert page.evaluate(NOT_WIDER)
+    screenshot(page, "results-empty-phone")
+    context.close()

@@ -276,8 +276,9 @@ def build_rate_tab(ctx: AppContext) -> dict:
             out[lock_note] = ""
             out[submit_btn] = gr.Button(interactive=False)
         if screen.name == "done":
+            saved_line = "Saved. " if screen.status == "Saved." else ""  # the last submit was recorded too
             out[done_text] = (
-                "## Thank you!\nYou have rated every recording assigned to you.\n\n"
+                f"## Thank you!\n{saved_line}You have rated every recording assigned to you.\n\n"
                 f"Your completion code: **`{screen.code}`**\n\nYou can close this page."
             )
         elif screen.name in DONE_TEXT:
