@@ -231,7 +231,8 @@ def build_rate_tab(ctx: AppContext) -> dict:
     view_outputs = [*boxes.values(), counter, instructions, question, player, lock_note, score_a, score_b,
                     preference, submit_btn, done_text, *notes.values()]
 
-    def render(screen: R.Screen, session: R.RaterSession) -> dict:
+    def render(screen: R.Screen, session: R.RaterSession, keep: bool = False) -> dict:
+        """The page for `screen`; `keep`: the same trial stays (a refused submit), so its scores and player stay."""
         out: dict = {}
         box = "done" if screen.name in ("full", "closed") else screen.name
         if session.shown != box:  # re-sending an unchanged column re-mounts it on some browsers
@@ -240,8 +241,9 @@ def build_rate_tab(ctx: AppContext) -> dict:
         saved = screen.name == "trial" and screen.status == "Saved."
         for name, note in notes.items():
             out[note] = note_html(screen.status) if name == screen.name and not saved else ""
-        if screen.name == "trial" and screen.trial is not None and session.page_trial == screen.trial.trial_token:
-            pass  # the same trial again (a refused submit): only the note changes; the scores stay as chosen
+        if keep and screen.name == "trial" and screen.trial is not None \
+                and session.page_trial == screen.trial.trial_token:
+            pass  # only the note changes: the rater's chosen scores stay
         elif screen.name == "trial" and screen.trial is not None:
             t = screen.trial
             session.page_trial = t.trial_token
@@ -311,8 +313,8 @@ def build_rate_tab(ctx: AppContext) -> dict:
 
     def on_submit(a: int | None, b: int | None, pref: str | None, session: R.RaterSession,
                   request: gr.Request) -> dict:
-        screen, _ = R.submit(ctx, bind(session, request), a, b, pref)
-        return render(screen, session)
+        screen, recorded = R.submit(ctx, bind(session, request), a, b, pref)
+        return render(screen, session, keep=not recorded)
 
     fast = {"concurrency_limit": None, "show_progress": "hidden"}
     join_btn.click(on_join, [invite, state], view_outputs, api_name="rater_join", **fast)
