@@ -63,7 +63,8 @@ def shortfall_warning(study: Study, cap: Capacity) -> str | None:
         return None
     return (f"study {study.name!r} has {cap.blocks} blocks ({cap.free_blocks} free) for {cap.waiting_raters} "
             f"raters still waiting for trials: {short} of them will find no trials and see 'this study is full'. "
-            f"Invite again with --grow (or grow=True) to add {short} block(s) that repeat the design.")
+            f"Add the {short} missing block(s), repeating the design: obt-eval study invite {study.name} -n 0 --grow "
+            "(or invite with --grow next time).")
 
 
 def grow_study(session: Session, study: Study, blocks: int) -> int:
@@ -112,8 +113,12 @@ def _copy_block(session: Session, study: Study, source: Block, index: int, swap:
 
 
 def invite(session: Session, study: Study, count: int, grow: bool = False) -> InviteResult:
-    """Invite `count` raters; warn when some would find no block, or (grow) add the blocks they need first."""
-    invites = invite_raters(session, study, count)
+    """Invite `count` raters; warn when some would find no block, or (grow) add the blocks they need.
+
+    `count` 0 with `grow` only grows the study for the raters invited before."""
+    if count == 0 and not grow:
+        raise BadInputError("invite at least one rater", "pass --count N with N >= 1 (or -n 0 --grow to only grow)")
+    invites = invite_raters(session, study, count) if count else []
     cap = capacity(session, study)
     added = grow_study(session, study, -cap.spare) if grow and cap.spare < 0 else 0
     if added:

@@ -134,7 +134,7 @@ def register(app: typer.Typer) -> None:
         """Create pseudonymous raters with secret invite tokens. Example: obt-eval study invite pilot -n 5
 
         Each rater needs a free block of trials; inviting more raters than there are free blocks warns (those
-        raters would find the study full), and --grow adds the blocks they need."""
+        raters would find the study full), and --grow adds the blocks they need (-n 0 --grow: only grow)."""
         from db.capacity import invite as invite_with_capacity
         from db.studies import get_study
 

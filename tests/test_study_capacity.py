@@ -126,11 +126,16 @@ def test_cli_invite_warns_with_numbers_and_grows_on_request(three_blocks, worksp
     summary = json.loads(over.stdout.strip().splitlines()[-1])
     assert summary["blocks"] == 3 and summary["waiting_raters"] == 5 and summary["added_blocks"] == 0
     assert "warning:" in over.stderr and "3 blocks" in over.stderr and "2 of them" in over.stderr
-    assert "--grow" in over.stderr
-    grown = runner.invoke(build_app(), ["study", "invite", "pilot", "-n", "1", "--grow", *common])
+    assert "obt-eval study invite pilot -n 0 --grow" in over.stderr
+    grown = runner.invoke(build_app(), ["study", "invite", "pilot", "-n", "0", "--grow", *common])  # as advised
     assert grown.exit_code == 0, grown.output
     summary = json.loads(grown.stdout.strip().splitlines()[-1])
-    assert summary["added_blocks"] == 3 and summary["blocks"] == 6 and summary["warnings"] == []
-    assert "warning" not in grown.stderr
+    assert summary["invites"] == [] and summary["added_blocks"] == 2 and summary["blocks"] == 5
+    assert summary["warnings"] == [] and "warning" not in grown.stderr
+    grown = runner.invoke(build_app(), ["study", "invite", "pilot", "-n", "1", "--grow", *common])
+    summary = json.loads(grown.stdout.strip().splitlines()[-1])
+    assert summary["added_blocks"] == 1 and summary["blocks"] == 6 and summary["warnings"] == []
     human = runner.invoke(build_app(), ["study", "invite", "pilot", "-n", "1", "--workspace", str(workspace.root)])
     assert "7 raters, 6 blocks (6 free)" in human.stdout and "1 of them" in human.stderr
+    refused = runner.invoke(build_app(), ["study", "invite", "pilot", "-n", "0", *common])
+    assert refused.exit_code != 0 and "at least one rater" in refused.output + str(refused.exception)

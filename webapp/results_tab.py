@@ -73,7 +73,8 @@ def build_results_tab(ctx: AppContext, admin_state: gr.State) -> dict:
     view_state = gr.State(ResultsView())
     gr.Markdown("## Results\nWhich system leads, by how much and how sure — updated as ratings arrive.",
                 elem_classes=["obt-intro"])
-    status = gr.HTML(f'<p class="obt-hint">{LOGIN_FIRST}</p>', elem_id="obt-results-status")
+    # Empty until the tab is opened: a logged-in researcher must never see "log in first", even for a moment.
+    status = gr.HTML("", elem_id="obt-results-status")
     with gr.Column(visible=False, elem_id="obt-results-body") as body:  # shown once a researcher is logged in
         study = gr.Dropdown(choices=[], label="Study", elem_id="obt-results-study")
         exclude = gr.Checkbox(label="Leave out raters flagged by screening", value=False,
