@@ -128,14 +128,26 @@ def register(app: typer.Typer) -> None:
     @study.command("invite")
     def invite(name: Annotated[str, typer.Argument(help="Study name.")],
                count: Annotated[int, typer.Option("--count", "-n", help="How many raters to invite.")] = 1,
+               grow: Annotated[bool, typer.Option("--grow", help="Add blocks (replicating the design) when the "
+                                                  "invited raters outnumber the free blocks.")] = False,
                ws: WorkspaceOpt = None, db_url: DbOpt = None, as_json: JsonOpt = False) -> None:
-        """Create pseudonymous raters with secret invite tokens. Example: obt-eval study invite pilot -n 5"""
-        from db.studies import get_study, invite_raters
+        """Create pseudonymous raters with secret invite tokens. Example: obt-eval study invite pilot -n 5
+
+        Each rater needs a free block of trials; inviting more raters than there are free blocks warns (those
+        raters would find the study full), and --grow adds the blocks they need (-n 0 --grow: only grow)."""
+        from db.capacity import invite as invite_with_capacity
+        from db.studies import get_study
 
         with _open(db_url, ws).session() as session:
-            invites = invite_raters(session, get_study(session, name), count)
-        report({"study": name, "invites": invites}, as_json,
-               "\n".join(f"{i['pseudonym']}  {i['invite_token']}" for i in invites))
+            made = invite_with_capacity(session, get_study(session, name), count, grow=grow)
+        for warning in made.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+        c = made.capacity
+        lines = [f"{i['pseudonym']}  {i['invite_token']}" for i in made.invites]
+        if made.added_blocks:
+            lines.append(f"grew the study by {made.added_blocks} block(s) to {c.blocks}")
+        lines.append(f"{c.raters} raters, {c.blocks} blocks ({c.free_blocks} free)")
+        report({"study": name} | made.as_dict(), as_json, "\n".join(lines))
 
     @study.command("results")
     def results(name: Annotated[str, typer.Argument(help="Study name.")], exclude_flagged: ExcludeOpt = False,

@@ -174,3 +174,19 @@ class RawGradio:
             kind = self.components[cid]["type"]
             out.append(None if kind in ("state", "file", "html", "dataframe") else values.get(kind, "x"))
         return out
+
+
+SCREEN_SIZES = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
+
+
+def screenshot_dir() -> Path:
+    """Where the browser tests leave screenshots of each screen for a person to look at ($OBT_EVAL_SCREENSHOTS)."""
+    root = Path(os.environ.get("OBT_EVAL_SCREENSHOTS") or Path(__file__).resolve().parent.parent / "screenshots")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def screenshot(page, name: str, full_page: bool = False) -> Path:
+    path = screenshot_dir() / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path

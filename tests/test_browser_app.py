@@ -188,16 +188,14 @@ def test_a_researcher_logs_in_launches_a_job_and_sees_it_finish(app, browser):
 
 def test_results_and_csv_export_show_the_ratings_to_researchers_only(app, browser):
     page = _open_admin(browser, app["base"])
-    page.get_by_role("tab", name="Results").click()
-    page.get_by_role("button", name="Refresh list").click()
-    page.wait_for_function("() => document.querySelector('#obt-results-study input').value === 'pilot'",
+    page.get_by_role("tab", name="Results").click()  # the results load by themselves: no refresh, no show button
+    page.wait_for_function("() => document.querySelector('#obt-results-study input')?.value === 'pilot'",
                            timeout=WAIT_MS)
-    page.locator("#obt-results-show").click()
-    page.wait_for_selector("#obt-results-links a", timeout=WAIT_MS)
-    assert "MOS per system" in page.locator("#obt-results-tables").inner_text()
-    href = page.locator("#obt-results-links a").first.get_attribute("href")
+    page.wait_for_selector("#obt-results-links a[data-kind='ratings']", timeout=WAIT_MS)
+    assert "Mean opinion score per system" in page.locator("#obt-results-tables").inner_text()
+    href = page.locator("#obt-results-links a[data-kind='ratings']").get_attribute("href")
     with page.expect_download() as info:
-        page.locator("#obt-results-links a").first.click()
+        page.locator("#obt-results-links a[data-kind='ratings']").click()
     csv_text = Path(info.value.path()).read_text()
     header = csv_text.splitlines()[0].split(",")
     for column in ("study", "rater", "utterance", "system", "score", "trial", "position", "preference", "served_at",

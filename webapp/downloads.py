@@ -41,6 +41,12 @@ class Downloads:
             self._items[token] = _Download(filename, data, media_type, now)
         return token
 
+    def waiting(self, token: str, within: float = 0.0) -> bool:
+        """Is the link still unused and valid for at least `within` more seconds? (The Results tab renews it.)"""
+        with self._lock:
+            item = self._items.get(token)
+        return item is not None and time.monotonic() - item.created + within <= self._ttl
+
     def take(self, token: str) -> _Download | None:
         with self._lock:
             item = self._items.pop(token, None)

@@ -15,6 +15,8 @@ from webapp import rating as R
 from webapp.context import AppContext
 from webapp.guard import CLIENT_COOKIE, binding_of
 
+PRODUCT = "obt-eval"
+
 PLAYER_JS = r"""
 const fill = (slot, frac) => {
   const bar = element.querySelector('.obt-fill[data-slot="' + slot + '"]');
@@ -94,15 +96,77 @@ def player_html(urls: dict[str, str], ended: set[str] | None = None) -> str:
     for slot in R.SLOTS:
         token = html.escape(urls[slot], quote=True)
         done = " obt-played" if slot in ended else ""
-        full = ' style="width:100%"' if slot in ended else ""
+        full = " obt-full" if slot in ended else ""
         parts.append(
             f'<div class="obt-clip"><button type="button" class="obt-play{done}" data-slot="{slot}" '
             f'aria-label="Play recording {slot}">&#9654; Play {slot}</button>'
-            f'<div class="obt-bar"><div class="obt-fill" data-slot="{slot}"{full}></div></div>'
+            f'<div class="obt-bar"><div class="obt-fill{full}" data-slot="{slot}"></div></div>'
             f'<audio data-slot="{slot}" preload="auto" src="stim/{token}"></audio></div>'
         )
     parts.append("</div>")
     return "".join(parts)
+
+
+HEADING_JS = r"""
+// The trial heading: announced to screen readers, and scrolled to the top of the screen whenever a new trial
+// arrives (after Submit a phone would otherwise stay scrolled down at the button, showing empty options).
+// Gradio may replace `element` when the value changes: watch the component's stable container instead.
+const box = element.closest('#obt-counter') || element.parentElement;
+box.setAttribute('aria-live', 'polite');
+const show = () => {
+  const h = box.querySelector('.obt-trial-title');
+  if (!h || box.dataset.shown === h.textContent) return;
+  box.dataset.shown = h.textContent;
+  requestAnimationFrame(() => {
+    h.scrollIntoView({block: 'start', behavior: 'instant'});
+    h.focus({preventScroll: true});
+  });
+};
+new MutationObserver(show).observe(box, {childList: true, subtree: true, characterData: true});
+show();
+"""
+
+FEEDBACK_JS = r"""
+// Feedback sits right under the button that caused it; bring it fully on screen when it appears.
+const box = element.closest('.block') || element.parentElement;
+const reveal = () => {
+  const note = box.querySelector('.obt-feedback');
+  if (note) requestAnimationFrame(() => note.scrollIntoView({block: 'center', behavior: 'instant'}));
+};
+new MutationObserver(reveal).observe(box, {childList: true, subtree: true, characterData: true});
+"""
+
+LANDING = f"""<div class="obt-landing">
+<h1 class="obt-product">{PRODUCT}</h1>
+<p class="obt-tagline">Listening tests for speech technology in your language.</p>
+<p>Researchers use {PRODUCT} to find out which computer-made voice sounds most natural in a language. You help by
+listening to pairs of short recordings and saying how natural each one sounds. It takes a few minutes and works
+on a phone.</p>
+<p class="obt-next"><strong>Open the invitation link you received.</strong> If you only have a code, paste it
+below.</p>
+</div>"""
+
+
+def heading_html(number: int, total: int, saved: bool) -> str:
+    """'Trial n of N' with a progress bar; after a submit, also the confirmation that the last answers are saved."""
+    note = '<p class="obt-saved">&#10003; Saved. Here is the next pair.</p>' if saved else ""
+    return (f'<h2 class="obt-trial-title" tabindex="-1">Trial {number} of {total}</h2>'
+            f'<progress class="obt-progress" value="{number - 1}" max="{total}" aria-label="Trials done">'
+            f"</progress>{note}")
+
+
+def lock_html(ended: set[str], message: str = "") -> str:
+    """Why the rating options are greyed out, next to the player that unlocks them (or that they are open)."""
+    missing = [slot for slot in R.SLOTS if slot not in ended]
+    if not missing:
+        return '<p class="obt-unlocked">&#10003; Both recordings played. Rate them below.</p>'
+    text = html.escape(message) if message else (
+        f"Play {' and '.join(missing)} to the end to unlock the ratings.")
+    return f'<p class="obt-locked-note"><strong>Ratings locked.</strong> {text}</p>'
+
+
+def note_html(text: str, kind: str = "error") -> str:
+    return f'<p class="obt-feedback obt-feedback-{kind}" role="alert">{html.escape(text)}</p>' if text else ""
 
 
 def _scale_choices(labels: dict[str, str]) -> list[tuple[str, int]]:
@@ -112,13 +176,24 @@ def _scale_choices(labels: dict[str, str]) -> list[tuple[str, int]]:
 _PREF_LABELS = {"A": "A", "B": "B", "none": "No preference"}
 
 
+DONE_TEXT = {
+    "full": ("## This study is full\nThank you for your help! Every set of recordings in this study is already taken "
+             "by another listener, so there is nothing left for you to rate.\n\nPlease contact the researcher who "
+             "invited you: they can add more recordings for you."),
+    "closed": ("## This study is closed\nThank you for your interest! The researcher has closed this study, so "
+               "there is nothing to rate now.\n\nPlease contact the researcher who invited you."),
+}
+
+
 def build_rate_tab(ctx: AppContext) -> dict:
     """Create the tab's components inside the current gr.Blocks; returns them by name (for the load event)."""
     state = gr.State(R.RaterSession())
     with gr.Column(visible=True, elem_id="obt-join") as join_box:
-        gr.Markdown("## Listening test\nOpen the link from your invitation, or paste its code here.")
+        gr.HTML(LANDING, elem_id="obt-landing")
         invite = gr.Textbox(label="Invitation code", max_lines=1, elem_id="obt-invite")
         join_btn = gr.Button("Start", variant="primary", elem_id="obt-start")
+        join_note = gr.HTML("", js_on_load=FEEDBACK_JS, elem_id="obt-join-note")
+        gr.Markdown("Researchers: log in on the **Admin** tab.", elem_classes=["obt-aside"])
     with gr.Column(visible=False, elem_id="obt-profile") as profile_box:
         gr.Markdown(
             "## Before you start\nYou will hear pairs of short recordings and rate how natural each one sounds. "
@@ -133,35 +208,49 @@ def build_rate_tab(ctx: AppContext) -> dict:
         consent = gr.Checkbox(label="I agree to take part and to the use of my answers for research.",
                               elem_id="obt-consent")
         profile_btn = gr.Button("Continue", variant="primary", elem_id="obt-continue")
+        profile_note = gr.HTML("", js_on_load=FEEDBACK_JS, elem_id="obt-profile-note")
     with gr.Column(visible=False, elem_id="obt-trial") as trial_box:
-        counter = gr.Markdown(elem_id="obt-counter")
-        with gr.Accordion("Instructions", open=False):
-            instructions = gr.Markdown(elem_id="obt-instructions")
+        counter = gr.HTML("", js_on_load=HEADING_JS, elem_id="obt-counter")
         question = gr.Markdown(elem_id="obt-question")
+        with gr.Accordion("Instructions", open=False, elem_id="obt-instructions-box"):
+            instructions = gr.Markdown(elem_id="obt-instructions")
         player = gr.HTML("", js_on_load=PLAYER_JS, elem_id="obt-player")
-        score_a = gr.Radio([], label="Recording A", interactive=False, elem_id="obt-score-a")
-        score_b = gr.Radio([], label="Recording B", interactive=False, elem_id="obt-score-b")
-        preference = gr.Radio([], label="", interactive=False, elem_id="obt-preference")
+        lock_note = gr.HTML("", elem_id="obt-lock")
+        score_a = gr.Radio([], label="Recording A", interactive=False, elem_id="obt-score-a",
+                           elem_classes=["obt-scale"])
+        score_b = gr.Radio([], label="Recording B", interactive=False, elem_id="obt-score-b",
+                           elem_classes=["obt-scale"])
+        preference = gr.Radio([], label="", interactive=False, elem_id="obt-preference", elem_classes=["obt-scale"])
         submit_btn = gr.Button("Submit and continue", variant="primary", interactive=False, elem_id="obt-submit")
+        submit_note = gr.HTML("", js_on_load=FEEDBACK_JS, elem_id="obt-submit-note")
     with gr.Column(visible=False, elem_id="obt-done") as done_box:
         done_text = gr.Markdown(elem_id="obt-done-text")
-    status = gr.Markdown(elem_id="obt-status")
 
     boxes = {"join": join_box, "profile": profile_box, "trial": trial_box, "done": done_box}
-    view_outputs = [*boxes.values(), counter, instructions, question, player, score_a, score_b, preference,
-                    submit_btn, done_text, status]
+    notes = {"join": join_note, "profile": profile_note, "trial": submit_note}
+    view_outputs = [*boxes.values(), counter, instructions, question, player, lock_note, score_a, score_b,
+                    preference, submit_btn, done_text, *notes.values()]
 
-    def render(screen: R.Screen, session: R.RaterSession) -> dict:
+    def render(screen: R.Screen, session: R.RaterSession, keep: bool = False) -> dict:
+        """The page for `screen`; `keep`: the same trial stays (a refused submit), so its scores and player stay."""
         out: dict = {}
-        if session.shown != screen.name:  # re-sending an unchanged column re-mounts it on some browsers
-            out.update({box: gr.Column(visible=(name == screen.name)) for name, box in boxes.items()})
-            session.shown = screen.name
-        out[status] = screen.status
-        if screen.name == "trial" and screen.trial is not None:
+        box = "done" if screen.name in ("full", "closed") else screen.name
+        if session.shown != box:  # re-sending an unchanged column re-mounts it on some browsers
+            out.update({b: gr.Column(visible=(name == box)) for name, b in boxes.items()})
+            session.shown = box
+        saved = screen.name == "trial" and screen.status == "Saved."
+        for name, note in notes.items():
+            out[note] = note_html(screen.status) if name == screen.name and not saved else ""
+        if keep and screen.name == "trial" and screen.trial is not None \
+                and session.page_trial == screen.trial.trial_token:
+            pass  # only the note changes: the rater's chosen scores stay
+        elif screen.name == "trial" and screen.trial is not None:
             t = screen.trial
+            session.page_trial = t.trial_token
             rated = session.ended >= set(R.SLOTS)
-            out[counter] = f"**Trial {t.number} of {t.total}**"
+            out[counter] = heading_html(t.number, t.total, saved)
             out[player] = player_html(screen.urls, session.ended)
+            out[lock_note] = lock_html(session.ended)
             # The wording and scale are fixed per study: sent once per page, not with every trial.
             first = session.labels_sent != repr(t.scale_labels)
             if first:
@@ -184,13 +273,18 @@ def build_rate_tab(ctx: AppContext) -> dict:
                     out[radio] = gr.Radio(value=None, interactive=rated)
             out[submit_btn] = gr.Button(interactive=rated)
         else:
+            session.page_trial = None
             out[player] = ""
+            out[lock_note] = ""
             out[submit_btn] = gr.Button(interactive=False)
         if screen.name == "done":
+            saved_line = "Saved. " if screen.status == "Saved." else ""  # the last submit was recorded too
             out[done_text] = (
-                "## Thank you!\nYou have rated every recording assigned to you.\n\n"
+                f"## Thank you!\n{saved_line}You have rated every recording assigned to you.\n\n"
                 f"Your completion code: **`{screen.code}`**\n\nYou can close this page."
             )
+        elif screen.name in DONE_TEXT:
+            out[done_text] = DONE_TEXT[screen.name]
         return out
 
     def bind(session: R.RaterSession, request: gr.Request | None) -> R.RaterSession:
@@ -214,19 +308,21 @@ def build_rate_tab(ctx: AppContext) -> dict:
     def on_end(session: R.RaterSession) -> dict:
         both, message = R.unlock(ctx, session)
         return {score_a: gr.Radio(interactive=both), score_b: gr.Radio(interactive=both),
-                preference: gr.Radio(interactive=both), submit_btn: gr.Button(interactive=both), status: message}
+                preference: gr.Radio(interactive=both), submit_btn: gr.Button(interactive=both),
+                lock_note: lock_html(session.ended, "" if both else message)}
 
     def on_submit(a: int | None, b: int | None, pref: str | None, session: R.RaterSession,
                   request: gr.Request) -> dict:
-        screen, _ = R.submit(ctx, bind(session, request), a, b, pref)
-        return render(screen, session)
+        screen, recorded = R.submit(ctx, bind(session, request), a, b, pref)
+        return render(screen, session, keep=not recorded)
 
     fast = {"concurrency_limit": None, "show_progress": "hidden"}
     join_btn.click(on_join, [invite, state], view_outputs, api_name="rater_join", **fast)
     invite.submit(on_join, [invite, state], view_outputs, api_visibility="private", **fast)
     profile_btn.click(on_profile, [native, linguist, languages, consent, state], view_outputs,
                       api_name="rater_profile", **fast)
-    player.end(on_end, [state], [score_a, score_b, preference, submit_btn, status], api_name="rater_unlock", **fast)
+    player.end(on_end, [state], [score_a, score_b, preference, submit_btn, lock_note], api_name="rater_unlock",
+               **fast)
     submit_btn.click(on_submit, [score_a, score_b, preference, state], view_outputs, api_name="rater_submit",
                      **fast)
     return {"state": state, "outputs": view_outputs, "on_load": on_load}

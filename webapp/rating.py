@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from db import audio_links
 from db.audio_links import TooManyReloads
+from db.capacity import why_no_trial
 from db.engine import DatabaseBusy
 from db.models import Rating
 from db.protocol import RatingRefused, TrialView, next_trial, submit_rating
@@ -39,11 +40,14 @@ class RaterSession:
     finished: bool = False
     shown: str | None = None  # the screen the page shows now (only changes are sent to the browser)
     labels_sent: str | None = None  # the scale already on the page
+    page_trial: str | None = None  # the trial the page shows now: a refused submit keeps its scores and player
 
 
 @dataclass
 class Screen:
-    """What the rater's page shows next: one of join | profile | trial | done, plus a status line."""
+    """What the rater's page shows next: join | profile | trial | done | full | closed, plus a status line.
+
+    `full` and `closed` mean the rater got no trial at all, so there is no completion code to give."""
 
     name: str
     status: str = ""
@@ -112,10 +116,10 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
     if not session.invite:
         return Screen("join", "Enter the invitation code you received.")
 
-    def serve(s) -> tuple[TrialView | None, dict[str, str] | None]:
+    def serve(s) -> tuple[TrialView | None, dict[str, str] | str | None]:
         view = next_trial(s, session.invite)  # a first serve or a block assignment writes
         if view is None:
-            return None, None
+            return None, why_no_trial(s, session.invite)
         try:  # the audio links in the same transaction: one write per page load
             return view, audio_links.mint_links(s, session.invite, {"A": view.audio_a, "B": view.audio_b},
                                                 session.binding)
@@ -132,6 +136,10 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
         return Screen("join", str(exc).split("\n")[0])
     if view is None:
         session.trial, session.urls, session.finished = None, {}, True
+        if urls == "full":
+            return Screen("full")
+        if urls == "closed":
+            return Screen("closed")
         return Screen("done", code=completion_code(ctx.config.secret, session.invite))
     if session.trial is None or session.trial.trial_token != view.trial_token:
         session.ended = _already_ended(ctx, view)  # a reload or another device keeps full plays

@@ -27,6 +27,12 @@ from webapp.guard import Guard, GuardSettings
 HOUSEKEEPING_SECONDS = 300.0  # expired audio links, stale throttle rows, uploads nobody ingested
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+PRODUCT = "obt-eval"
+# One theme for every tab: the house orange, consistent spacing; system fonts (a rater's phone fetches no web font).
+THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue="slate", radius_size="md",
+                       spacing_size="md", text_size="md",
+                       font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+                       font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 # A rater's link shows only the Rate tab (comfort, not security: every admin callback checks the login;
 # Gradio 6 does not hide a tab's button on a visibility update, so a class on <html> and CSS do it).
 RATER_HEAD = ("<script>if (new URLSearchParams(location.search).has('invite'))"
@@ -34,23 +40,35 @@ RATER_HEAD = ("<script>if (new URLSearchParams(location.search).has('invite'))"
 log = logging.getLogger("obt-eval.app")
 
 
+def css_files() -> list[str]:
+    """Every stylesheet in static/ (app.css, admin.css, ...), in a stable order."""
+    return [str(p) for p in sorted(STATIC_DIR.glob("*.css"))]
+
+
 def build_blocks(ctx: AppContext) -> gr.Blocks:
     from webapp.admin_tab import build_admin_tab
     from webapp.rater_tab import build_rate_tab
     from webapp.results_tab import build_results_tab
 
-    with gr.Blocks(title="obt-eval listening test", analytics_enabled=False) as demo:
+    with gr.Blocks(title=f"{PRODUCT} — listening tests", analytics_enabled=False) as demo:
         admin_state = gr.State(AdminSession())
         with gr.Tabs(elem_id="obt-tabs"):
-            with gr.Tab("Rate", id="rate", elem_id="obt-tab-rate"):
+            with gr.Tab("Rate", id="rate", elem_id="obt-tab-rate") as rate_tab:
                 rate = build_rate_tab(ctx)
-            with gr.Tab("Admin", id="admin", elem_id="obt-tab-admin"):
+            with gr.Tab("Admin", id="admin", elem_id="obt-tab-admin") as admin_tab:
                 build_admin_tab(ctx, admin_state)
-            with gr.Tab("Results", id="results", elem_id="obt-tab-results"):
-                build_results_tab(ctx, admin_state)
+            with gr.Tab("Results", id="results", elem_id="obt-tab-results") as results_tab:
+                results = build_results_tab(ctx, admin_state)
 
         demo.load(rate["on_load"], [rate["state"]], rate["outputs"], api_visibility="private",
                   concurrency_limit=None, show_progress="hidden")
+        # The Results tab loads when opened (the login happened on the Admin tab meanwhile) and its refresh
+        # timer runs only while it is the open tab.
+        results_tab.select(results["open"], results["inputs"], results["outputs"], api_visibility="private",
+                           show_progress="hidden")
+        for other in (rate_tab, admin_tab):
+            other.select(lambda: gr.Timer(active=False), None, [results["timer"]], api_visibility="private",
+                         show_progress="hidden", queue=False)
     # Rater events opt out of the default one-at-a-time lane; researchers' heavy callbacks keep it.
     demo.queue(default_concurrency_limit=1, max_size=2000)
     ctx.uploaded = demo.upload_file_set
@@ -104,7 +122,7 @@ def create_app(config: AppConfig) -> Guard:
     demo = build_blocks(ctx)
     app.state.obt_context = ctx
     app = gr.mount_gradio_app(
-        app, demo, path="/", footer_links=[], run_history=False, css_paths=[str(STATIC_DIR / "app.css")],
+        app, demo, path="/", footer_links=[], run_history=False, css_paths=css_files(), theme=THEME,
         max_file_size=config.upload_max_bytes, show_error=True, head=RATER_HEAD, ssr_mode=False, pwa=False,
         mcp_server=False,
     )
