@@ -79,6 +79,11 @@ def test_the_demo_job_runs_the_demo_preset_and_option_changes_rerun_only_what_th
         assert provenance["stages"]["vocoder:mfcc"]["artifacts"]  # sidecar checksums of what it made
         invited = api.create_study(workspace, "demo", raters=1)  # what the app's "invite" button calls
         assert invited["study"] == "demo" and len(invited["invites"]) == 1
+        crowd = api.create_study(workspace, "demo", raters=40)  # more raters than the design has blocks
+        short = crowd["waiting_raters"] - crowd["free_blocks"]
+        assert short > 0 and "--grow" in crowd["warnings"][0]
+        grown = api.create_study(workspace, "demo", grow=True)  # the researcher chose to grow the design
+        assert grown["added_blocks"] == short and grown["warnings"] == []
 
         before = stage_jobs(workspace, "demo")
         count = len(jobs.list_jobs(workspace, limit=500))

@@ -140,9 +140,13 @@ def report_html(workspace: Workspace, name: str) -> str:
     return Path(write_report(workspace, name)["html"]).read_text(encoding="utf-8")
 
 
-def create_study(workspace: Workspace, name: str, raters: int = 0) -> dict[str, Any]:
-    """The experiment's listening study, with `raters` new invitations (tokens shown once, never stored here)."""
-    from db.studies import get_study, invite_raters
+def create_study(workspace: Workspace, name: str, raters: int = 0, grow: bool = False) -> dict[str, Any]:
+    """The experiment's listening study, with `raters` new invitations (tokens shown once, never stored here).
+
+    More raters than the design has free blocks: a warning with the numbers, or (`grow`) new blocks so that every
+    invited rater gets trials (`db.capacity`)."""
+    from db.capacity import invite
+    from db.studies import get_study
     from pipelines.jobs import database
 
     state = status(workspace, name)
@@ -151,8 +155,8 @@ def create_study(workspace: Workspace, name: str, raters: int = 0) -> dict[str, 
         raise BadInputError(f"experiment {name!r} has no study yet (it is {state['state']})",
                             "the study is created when every contender is synthesized; watch "
                             f"`obt-eval experiment status {name}`")
-    invites = []
-    if raters > 0:
-        with database(workspace).session() as s:
-            invites = invite_raters(s, get_study(s, study), raters)
-    return {"study": study, "invites": invites}
+    if raters <= 0 and not grow:
+        return {"study": study, "invites": [], "warnings": []}
+    with database(workspace).session() as s:
+        made = invite(s, get_study(s, study), max(raters, 0), grow=grow)
+    return {"study": study, **made.as_dict()}

@@ -246,8 +246,9 @@ def run_study(p: StudyParams, ctx: StepContext) -> dict:
     """The draft blinded A/B study of every contender on the held-out utterances, natural speech as reference."""
     from sqlalchemy import func, select
 
+    from db.capacity import invite
     from db.models import Rater
-    from db.studies import get_study, invite_raters
+    from db.studies import get_study
     from obt_eval.audio import write_wav
     from obt_eval.corpus.manifest import Corpus
     from obt_eval.errors import NotFoundError
@@ -286,7 +287,11 @@ def run_study(p: StudyParams, ctx: StepContext) -> dict:
     with db.session() as s:
         study = get_study(s, p.name)
         have = s.scalar(select(func.count(Rater.id)).where(Rater.study_id == study.id)) or 0
-        invites = invite_raters(s, study, p.raters - have) if p.raters > have else []
+        # the raters asked for all get trials: the design grows if they outnumber its blocks
+        made = invite(s, study, p.raters - have, grow=True) if p.raters > have else None
+    invites = made.invites if made else []
+    if made and made.added_blocks:
+        ctx.log(f"{made.added_blocks} block(s) added so that each of the {p.raters} raters gets trials")
     ctx.log(f"study {p.name!r} ready ({len(invites)} new invitation(s))")
     return {"study": p.name, "systems": [n for n, _ in systems], "natural": str(natural),
             "trials": summary.get("trials"), "blocks": summary.get("blocks"), "warnings": summary.get("warnings", []),
