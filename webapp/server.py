@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -27,6 +28,11 @@ from webapp.guard import Guard, GuardSettings
 HOUSEKEEPING_SECONDS = 300.0  # expired audio links, stale throttle rows, uploads nobody ingested
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+# Gradio's queue rebuilds a pandas summary of its last 10,000 events after EVERY event (for its monitoring page,
+# which we do not serve): with 50 raters that was ~8 % of the app's CPU and grew with uptime. Summarise rarely,
+# over few events. Read when the queue is created, so set before any Blocks exists.
+os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100000")
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "200")
 PRODUCT = "obt-eval"
 # One theme for every tab: the house orange, consistent spacing; system fonts (a rater's phone fetches no web font).
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue="slate", radius_size="md",
