@@ -63,6 +63,7 @@ class ExperimentPanel:
 
 def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Timer) -> ExperimentPanel:
     started = gr.State(None)  # the experiment this page started (its message follows its state)
+    listed = gr.State([])  # the experiment names the dropdown offers (the timer updates it when they change)
     with gr.Accordion("New experiment", open=True, elem_id="obt-exp-form", elem_classes=["obt-section"]):
         gr.Markdown("Compare encoders on one corpus with identical settings: layer and k search, units, one "
                     "vocoder each, synthesis of the same held-out utterances, machine metrics, a listening study "
@@ -100,6 +101,7 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
                                 max_height=260)
         with gr.Row(elem_classes=["obt-wrap"]):
             pick = gr.Dropdown(choices=[], label="Experiment", elem_id="obt-exp-pick", scale=2, min_width=180)
+            refresh_btn = gr.Button("Refresh", elem_id="obt-exp-refresh", scale=0, min_width=90, size="md")
             cancel_btn = gr.Button("Cancel", variant="stop", interactive=False, elem_id="obt-exp-cancel", scale=0,
                                    min_width=100, size="md")
             resume_btn = gr.Button("Resume", interactive=False, elem_id="obt-exp-resume", scale=0, min_width=100,
@@ -156,10 +158,13 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
                 "cancelled": f"■ **{name_started}** was cancelled."}.get(st, f"{name_started}: {st}")
         return {run_msg: text}
 
-    def listing(session: AdminSession, selected: str | None) -> dict:
+    def listing(session: AdminSession, selected: str | None) -> tuple[dict, str | None]:
+        """The experiment table and dropdown; keeps the selection, else follows the newest. Returns the updates
+        and the experiment now selected."""
         names = E.experiment_names(ctx, session)
         value = selected if selected in names else (names[0] if names else None)
-        return {exp_list: E.experiments_table(ctx, session), pick: gr.Dropdown(choices=names, value=value)}
+        return {exp_list: E.experiments_table(ctx, session), pick: gr.Dropdown(choices=names, value=value),
+                listed: names}, value
 
     def on_login(session: AdminSession) -> dict:
         require_admin(session)
@@ -176,7 +181,7 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
                 layers: values["layers"], ks: values["ks"], vocoder: values["vocoder_preset"],
                 steps: values["vocoder_steps"], utterances: values["study_utterances"], run_msg: "",
                 exp_list: E.experiments_table(ctx, session), pick: gr.Dropdown(choices=names, value=first),
-                **view(session, first)}
+                listed: names, **view(session, first)}
 
     @guarded(run_msg)
     def on_preset(session: AdminSession, chosen: str) -> dict:
@@ -194,7 +199,7 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         form_data = dict(zip(E.FORM_FIELDS, values, strict=True))
         started_name = E.run(ctx, session, form_data)
         return {started: started_name, timer: gr.Timer(active=True), report: "", downloads: "", invitations: "",
-                study_msg: "", action_msg: "", **listing(session, started_name),
+                study_msg: "", action_msg: "", **listing(session, started_name)[0],
                 **started_message(session, started_name), **view(session, started_name)}
 
     @guarded(action_msg)
@@ -213,16 +218,24 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         return {pick: gr.Dropdown(choices=E.experiment_names(ctx, session), value=chosen)}
 
     @guarded(action_msg)
+    def on_refresh(session: AdminSession, selected: str | None) -> dict:
+        """The list and the selected experiment now, and the timer on again if anything runs (e.g. started
+        from another page or the command line while this page was idle)."""
+        require_admin(session)
+        updates, now = listing(session, selected)
+        return {action_msg: "", timer: gr.Timer(active=E.any_running(ctx)), **updates, **view(session, now)}
+
+    @guarded(action_msg)
     def on_cancel(session: AdminSession, selected: str | None) -> dict:
         state = E.cancel(ctx, session, selected)
         return {action_msg: f"■ {state['name']} cancelled: its running stages were stopped. Resume goes on.",
-                **listing(session, selected), **view(session, selected)}
+                **listing(session, selected)[0], **view(session, selected)}
 
     @guarded(action_msg)
     def on_resume(session: AdminSession, selected: str | None) -> dict:
         state = E.resume(ctx, session, selected)
         return {action_msg: f"▶ {state['name']} resumed: finished stages are kept.", timer: gr.Timer(active=True),
-                **listing(session, selected), **view(session, selected)}
+                **listing(session, selected)[0], **view(session, selected)}
 
     @guarded(report_msg)
     def on_report(session: AdminSession, selected: str | None) -> dict:
@@ -234,12 +247,17 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         made = E.create_study(ctx, session, selected, count)
         return {invitations: E.invitations_html(made["study"], made["invites"]), study_msg: ""}
 
-    def on_tick(session: AdminSession, selected: str | None, name_started: str | None) -> dict:
+    def on_tick(session: AdminSession, selected: str | None, name_started: str | None, shown: list | None) -> dict:
         if not session.ok:
             return {}
         try:
-            return {exp_list: E.experiments_table(ctx, session), **view(session, selected, advance=True),
-                    **started_message(session, name_started)}
+            out = {exp_list: E.experiments_table(ctx, session), **view(session, selected, advance=True),
+                   **started_message(session, name_started)}
+            names = E.experiment_names(ctx, session)
+            if names != (shown or []):  # one started elsewhere (another page, the CLI): offer it, follow it
+                value = selected if selected in names else (names[0] if names else None)
+                out |= {pick: gr.Dropdown(choices=names, value=value), listed: names}
+            return out
         except ObtEvalError:
             return {}
 
@@ -248,27 +266,30 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         return {exp_list: pd.DataFrame(columns=E.EXPERIMENT_COLUMNS), pick: gr.Dropdown(choices=[], value=None),
                 corpus: gr.Dropdown(choices=[], value=None), encoders: gr.CheckboxGroup(choices=[], value=[]),
                 summary: "", stages: E.stages_html(None), log: "", report: "", downloads: "", invitations: "",
-                run_msg: "", action_msg: "", study_msg: "", report_msg: "", started: None}
+                run_msg: "", action_msg: "", study_msg: "", report_msg: "", started: None, listed: []}
 
     view_outputs = [summary, stages, log, cancel_btn, resume_btn, report_btn, study_btn]
     preset.input(on_preset, [admin_state, preset],
                  [name, corpus, encoders, layers, ks, vocoder, steps, utterances, run_msg, started], **PRIVATE)
     run_btn.click(on_run, [admin_state, *form],
-                  [started, timer, report, downloads, invitations, study_msg, action_msg, exp_list, pick, run_msg,
-                   *view_outputs], **PRIVATE)
+                  [started, timer, report, downloads, invitations, study_msg, action_msg, exp_list, pick, listed,
+                   run_msg, *view_outputs], **PRIVATE)
     pick.change(on_pick, [admin_state, pick], [action_msg, report, downloads, invitations, study_msg, *view_outputs],
                 show_progress="hidden", **PRIVATE)
     exp_list.select(on_row, [admin_state], [pick, action_msg], show_progress="hidden", **PRIVATE)
-    cancel_btn.click(on_cancel, [admin_state, pick], [action_msg, exp_list, pick, *view_outputs], **PRIVATE)
-    resume_btn.click(on_resume, [admin_state, pick], [action_msg, timer, exp_list, pick, *view_outputs], **PRIVATE)
+    refresh_btn.click(on_refresh, [admin_state, pick], [action_msg, timer, exp_list, pick, listed, *view_outputs],
+                      **PRIVATE)
+    cancel_btn.click(on_cancel, [admin_state, pick], [action_msg, exp_list, pick, listed, *view_outputs], **PRIVATE)
+    resume_btn.click(on_resume, [admin_state, pick], [action_msg, timer, exp_list, pick, listed, *view_outputs],
+                     **PRIVATE)
     report_btn.click(on_report, [admin_state, pick], [report, downloads, report_msg], **PRIVATE)
     study_btn.click(on_study, [admin_state, pick, raters], [invitations, study_msg], **PRIVATE)
 
     return ExperimentPanel(
-        login_outputs=[*form, run_msg, exp_list, pick, *view_outputs],
-        tick_outputs=[exp_list, run_msg, *view_outputs],
-        tick_inputs=[pick, started],
+        login_outputs=[*form, run_msg, exp_list, pick, listed, *view_outputs],
+        tick_outputs=[exp_list, run_msg, pick, listed, *view_outputs],
+        tick_inputs=[pick, started, listed],
         logout_outputs=[exp_list, pick, corpus, encoders, summary, stages, log, report, downloads, invitations,
-                        run_msg, action_msg, study_msg, report_msg, started],
+                        run_msg, action_msg, study_msg, report_msg, started, listed],
         on_login=on_login, on_tick=on_tick, on_logout=on_logout,
     )

@@ -146,7 +146,7 @@ def corpus_choices(ctx: AppContext, session: AdminSession, preset_name: str | No
     return choices
 
 
-PRESET_LABELS = {"demo": "demo · synthetic Portuguese + Guarani, mfcc vs logmel, tiny vocoders (minutes on a CPU)"}
+PRESET_LABELS = {"demo": "demo · synthetic corpus, mfcc vs logmel, tiny vocoders"}
 
 
 def preset_choices() -> list[tuple[str, str]]:
