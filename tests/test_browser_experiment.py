@@ -43,11 +43,15 @@ def screenshots_dir() -> Path:
     return folder
 
 
-def shoot(page, name: str) -> None:
-    """A full-page screenshot named after the screen and the viewport width, once the page has settled."""
+def shoot(page, name: str, section: str | None = None) -> None:
+    """A screenshot of the whole page (or of one `section`) named after the screen and the viewport width,
+    once the page has settled."""
     page.wait_for_function("() => !document.querySelector('.pending, .progress-text, .eta-bar')", timeout=WAIT_MS)
-    width = page.viewport_size["width"]
-    page.screenshot(path=str(screenshots_dir() / f"experiment-{name}-{width}.png"), full_page=True)
+    path = str(screenshots_dir() / f"experiment-{name}-{page.viewport_size['width']}.png")
+    if section:
+        page.locator(section).screenshot(path=path)
+    else:
+        page.screenshot(path=path, full_page=True)
 
 
 def no_sideways_scroll(page) -> None:
@@ -145,7 +149,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
     phone.wait_for_function("() => document.querySelector('#obt-exp-pick input').value === 'demo'", timeout=WAIT_MS)
     phone.wait_for_selector("#obt-stages tr.obt-stage-running, #obt-stages tr.obt-stage-done", timeout=WAIT_MS)
     for page in (wide, phone):
-        shoot(page, "running")
+        shoot(page, "running", "#obt-exp-view")
         no_sideways_scroll(page)
     wide.wait_for_function("() => document.querySelector('#obt-exp-summary').innerText.includes('done:')",
                            timeout=WAIT_MS)
@@ -172,8 +176,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
     phone.locator("#obt-report-btn").click()
     phone.wait_for_selector("#obt-report img", timeout=WAIT_MS)
     for page in (wide, phone):
-        page.locator("#obt-report-box").scroll_into_view_if_needed()
-        shoot(page, "report")
+        shoot(page, "report", "#obt-report-box")
         no_sideways_scroll(page)
 
     # the listening study: invitations with a Copy button that really copies
@@ -192,8 +195,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
     phone.locator("#obt-study-btn").click()
     phone.wait_for_selector("#obt-invitations button.obt-copy", timeout=WAIT_MS)
     for page in (wide, phone):
-        page.locator("#obt-study-box").scroll_into_view_if_needed()
-        shoot(page, "invitations")
+        shoot(page, "invitations", "#obt-study-box")
         no_sideways_scroll(page)
 
     # the job console, folded away, opens with a valid template and no destructive button armed
@@ -205,8 +207,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
         assert json.loads(page.locator("#obt-job-params .cm-content").inner_text()) == {"seconds": 3.0,
                                                                                           "fail": False}
         assert not page.locator("#obt-cancel").is_enabled()
-        page.locator("#obt-console").scroll_into_view_if_needed()
-        shoot(page, "console")
+        shoot(page, "console", "#obt-console")
         no_sideways_scroll(page)
     wide_ctx.close()
     phone_ctx.close()

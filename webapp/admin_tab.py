@@ -126,7 +126,8 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
                         elem_classes=["obt-muted"])
             with gr.Row(elem_classes=["obt-wrap", "obt-run-row"]):
                 kind = gr.Dropdown(choices=[], label="Job kind", elem_id="obt-job-kind", scale=1, min_width=180)
-                launch_btn = gr.Button("Launch job", variant="primary", elem_id="obt-launch", scale=0, min_width=120)
+                launch_btn = gr.Button("Launch job", variant="primary", elem_id="obt-launch", scale=0, min_width=130,
+                                       size="md")
             kind_help = gr.Markdown(elem_classes=["obt-muted"])
             params = gr.Code(language="json", label="Parameters (JSON)", elem_id="obt-job-params", lines=6)
             console_msg = gr.Markdown(elem_id="obt-console-msg", elem_classes=["obt-msg"])
@@ -135,8 +136,9 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
                                    max_height=320)
             with gr.Row(elem_classes=["obt-wrap"]):
                 cancel_btn = gr.Button("Cancel job", variant="stop", interactive=False, elem_id="obt-cancel",
-                                       scale=0, min_width=110)
-                resume_btn = gr.Button("Resume job", interactive=False, elem_id="obt-resume", scale=0, min_width=110)
+                                       scale=0, min_width=130, size="md")
+                resume_btn = gr.Button("Resume job", interactive=False, elem_id="obt-resume", scale=0, min_width=130,
+                                       size="md")
             job_info = gr.Markdown(elem_id="obt-job-info")
             job_log = gr.HTML("", elem_id="obt-job-log")
 
@@ -145,7 +147,7 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
     def job_view(session: AdminSession, jid: int | None) -> dict:
         info, text = A.job_detail(ctx, session, jid)
         can_cancel, can_resume = A.job_actions(ctx, session, jid)
-        return {job_info: info, job_log: E.log_html(f"job {jid}" if jid else "", text),
+        return {job_info: info, job_log: E.log_html(f"job {jid}", text) if jid else "",
                 cancel_btn: gr.Button(interactive=can_cancel), resume_btn: gr.Button(interactive=can_resume)}
 
     def first_corpus() -> str | None:

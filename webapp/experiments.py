@@ -322,11 +322,10 @@ def stages_html(state: dict[str, Any] | None) -> str:
     for row in stage_rows(state):
         bar = (f"<progress class='obt-meter' max='100' value='{row['_progress']}' aria-hidden='true'></progress>"
                if row["_state"] == "running" else "")
-        body.append(f"<tr class='obt-stage obt-stage-{html.escape(row['_state'])}'>"
-                    f"<td>{html.escape(row['stage'])}</td><td>{html.escape(row['state'])}</td>"
-                    f"<td>{bar}{html.escape(row['progress'])}</td><td>{html.escape(row['elapsed'])}</td>"
-                    f"<td>{html.escape(row['ETA'])}</td></tr>")
-    return (f"<div class='obt-scroll'><table class='obt-table'><thead><tr>{head}</tr></thead>"
+        cells = "".join(f"<td data-label='{col}'>{bar if col == 'progress' else ''}{html.escape(row[col])}</td>"
+                        for col in STAGE_COLUMNS)
+        body.append(f"<tr class='obt-stage obt-stage-{html.escape(row['_state'])}'>{cells}</tr>")
+    return (f"<div class='obt-scroll'><table class='obt-table obt-stages'><thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
