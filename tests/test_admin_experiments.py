@@ -295,3 +295,31 @@ def test_invitations_carry_their_link_for_copy_and_share():
     assert made.count("class='obt-copy'") == 2 and made.count("class='obt-share'") == 2
     assert "a&#x27;b&lt;c" in made and "a'b<c" not in made
     assert "mailto:?subject=" in made and "2 new invitations" in made
+
+
+def test_an_experiment_from_the_form_is_followed_cancelled_and_resumed_without_a_worker(ctx, researcher,
+                                                                                         monkeypatch):
+    from pipelines.experiments import api
+
+    advanced = []
+    real_advance = api.advance
+    monkeypatch.setattr(api, "advance", lambda ws, name: advanced.append(name) or real_advance(ws, name))
+    name = E.run(ctx, researcher, _form(name="first", vocoder_steps=5, study_utterances=2))
+    assert name == "first" and E.experiment_names(ctx, researcher) == ["first"]
+    state = E.status(ctx, researcher, "first", advance=True)
+    assert state["state"] == "running" and advanced == ["first"]  # a running one is moved on, as the CLI does
+    rows = E.stage_rows(state)
+    assert rows[0]["stage"] == "generate and ingest the corpus" and len(rows) == state["total"]
+    assert E.actions(state) == E.Actions(cancel=True, resume=False, report=False, study=False)
+    with pytest.raises(BadInputError, match="has no study yet"):
+        E.create_study(ctx, researcher, "first", 2)
+    with pytest.raises(BadInputError, match="only a failed or cancelled one resumes"):
+        E.resume(ctx, researcher, "first")
+    assert E.cancel(ctx, researcher, "first")["state"] == "cancelled"
+    state = E.status(ctx, researcher, "first", advance=True)
+    assert state["state"] == "cancelled" and advanced == ["first"]  # looking at a stopped one starts nothing
+    assert E.actions(state).resume and not E.actions(state).cancel
+    assert "Resume" in E.summary_line(state)
+    assert E.resume(ctx, researcher, "first")["state"] == "running"
+    table = E.experiments_table(ctx, researcher)
+    assert table.iloc[0]["experiment"] == "first" and table.iloc[0]["state"] == "running"

@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from obt_eval.errors import BadInputError
 from webapp import admin as A
 from webapp import experiments as E
 from webapp.auth import (
@@ -131,7 +132,7 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
             kind_help = gr.Markdown(elem_classes=["obt-muted"])
             params = gr.Code(language="json", label="Parameters (JSON)", elem_id="obt-job-params", lines=6)
             console_msg = gr.Markdown(elem_id="obt-console-msg", elem_classes=["obt-msg"])
-            jobs_df = gr.Dataframe(headers=A.JOB_COLUMNS, interactive=False, wrap=True, elem_id="obt-jobs",
+            jobs_df = gr.Dataframe(headers=A.JOB_COLUMNS, interactive=False, wrap=False, elem_id="obt-jobs",
                                    label="Jobs (click a row for its log)", elem_classes=["obt-table-box"],
                                    max_height=320)
             with gr.Row(elem_classes=["obt-wrap"]):
@@ -226,7 +227,10 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
         row = evt.row_value if getattr(evt, "row_value", None) else None
         if not row:
             return {}
-        jid = int(row[0])
+        try:
+            jid = int(str(row[0]))
+        except ValueError:
+            raise BadInputError("that row names no job") from None
         return {selected_job: jid, console_msg: "", **job_view(session, jid)}
 
     @guarded(console_msg)

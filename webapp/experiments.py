@@ -290,12 +290,14 @@ def any_running(ctx: AppContext) -> bool:
 
 
 def status(ctx: AppContext, session: AdminSession, name: object, advance: bool = False) -> dict[str, Any]:
-    """The experiment's state (`api.status`); `advance` also submits stages that became ready, as the CLI does."""
+    """The experiment's state (`api.status`); `advance` also submits the stages of a running experiment that
+    became ready, as the CLI's loop does (never of a finished one: looking must not start anything)."""
     require_admin(session)
     checked = known(ctx, name)
-    if advance:
+    state = api.status(ctx.workspace, checked)
+    if advance and state["state"] == "running":
         return api.advance(ctx.workspace, checked)
-    return api.status(ctx.workspace, checked)
+    return state
 
 
 def stage_rows(state: dict[str, Any]) -> list[dict[str, str]]:
