@@ -323,3 +323,23 @@ def test_an_experiment_from_the_form_is_followed_cancelled_and_resumed_without_a
     assert E.resume(ctx, researcher, "first")["state"] == "running"
     table = E.experiments_table(ctx, researcher)
     assert table.iloc[0]["experiment"] == "first" and table.iloc[0]["state"] == "running"
+
+
+def test_a_callback_error_becomes_a_message_beside_its_button_never_a_traceback():
+    from webapp.experiment_panel import guarded
+
+    @guarded("msg")
+    def bad_input():
+        raise BadInputError("k 'x' is not a number", "write e.g. 100")
+
+    @guarded("msg")
+    def not_logged_in():
+        raise NotAuthorised("researchers only", "log in on the Admin tab")
+
+    @guarded("msg")
+    def bug():
+        raise KeyError("/secret/path")
+
+    assert bad_input() == {"msg": "⚠ k 'x' is not a number — write e.g. 100"}
+    assert not_logged_in() == {"msg": "⚠ researchers only — log in on the Admin tab"}
+    assert "KeyError" in bug()["msg"] and "/secret/path" not in bug()["msg"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -64,16 +65,22 @@ def app(tmp_path_factory):
     from obt_eval.workspace import Workspace
 
     root = tmp_path_factory.mktemp("experiment") / "ws"
-    previous = os.environ.get("OBT_EVAL_GPUS")
-    os.environ["OBT_EVAL_GPUS"] = "2"  # two job slots: the two encoders' stages run side by side
+    private_tmp = tmp_path_factory.mktemp("worker-tmp")
+    # Two job slots: the two encoders' stages run side by side. The slots are file locks in the temp folder,
+    # shared by every worker of the machine (pipelines.slots); the worker this app starts gets a temp folder
+    # of its own, so its jobs never wait behind another test run's jobs on a shared machine.
+    changed = {"OBT_EVAL_GPUS": "2", "TMPDIR": str(private_tmp)}
+    previous = {key: os.environ.get(key) for key in changed}
+    os.environ.update(changed)
     try:
         with served_app(root, start_worker=True) as (base, config):
             yield {"base": base, "config": config, "ws": Workspace.at(root)}
     finally:
-        if previous is None:
-            os.environ.pop("OBT_EVAL_GPUS", None)
-        else:
-            os.environ["OBT_EVAL_GPUS"] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +114,14 @@ def text_of(page, selector: str) -> str:
     return page.locator(selector).inner_text()
 
 
+def phase(what: str, started: list[float] = []) -> None:  # noqa: B006 — the first call's time, kept across calls
+    """Say how long each part took (pytest shows it with -s or on a failure; nothing is asserted on time)."""
+    started[:1] = started[:1] or [time.monotonic()]
+    print(f"[{time.monotonic() - started[0]:6.1f} s] {what}", flush=True)
+
+
 def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its_study(app, browser):
+    phase("app served; logging in")
     wide_ctx, wide = researcher(browser, app["base"], WIDE)
     phone_ctx, phone = researcher(browser, app["base"], PHONE)
 
@@ -138,6 +152,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
     fill_number(wide, "#obt-exp-steps", "5")
     fill_number(wide, "#obt-exp-utts", "2")
     wide.locator("#obt-exp-run").click()
+    phase("experiment started from the form")
 
     # the stage view follows the run, and the message beside Run follows the experiment's state
     wide.wait_for_function("() => document.querySelector('#obt-exp-msg').innerText.includes('is running')",
@@ -153,6 +168,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
         no_sideways_scroll(page)
     wide.wait_for_function("() => document.querySelector('#obt-exp-summary').innerText.includes('done:')",
                            timeout=WAIT_MS)
+    phase("experiment done")
     rows = wide.locator("#obt-stages tbody tr")
     assert rows.count() >= 10 and wide.locator("#obt-stages tr.obt-stage-done").count() == rows.count()
     assert "finished" in text_of(wide, "#obt-exp-msg")  # no stale "running" message
@@ -211,6 +227,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
         no_sideways_scroll(page)
     wide_ctx.close()
     phone_ctx.close()
+    phase("report, study and console checked; a rater starts")
 
     rated = complete_study_on_a_phone(browser, invite_url)
     from sqlalchemy import select
@@ -222,6 +239,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
         rater = s.scalar(select(Rater).where(Rater.invite_token == invite_url.split("?invite=")[1]))
         scores = s.scalars(select(Rating.score).join(Trial).where(Trial.rater_id == rater.id)).all()
     assert sorted(scores) == [3] * rated + [4] * rated  # every trial rated through the invitation, none lost
+    phase(f"the rater completed {rated} trials")
 
 
 def complete_study_on_a_phone(browser, url: str) -> int:

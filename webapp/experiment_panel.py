@@ -9,6 +9,7 @@ Messages are rewritten from the experiment's state on every refresh, so none out
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from webapp.context import AppContext
 from webapp.report_view import report_view
 
 PRIVATE = {"api_visibility": "private"}
+log = logging.getLogger("obt-eval.app")
 
 
 def problem(exc: Exception) -> str:
@@ -42,6 +44,10 @@ def guarded(*message_outputs: gr.components.Component) -> Callable:
                 return fn(*args, **kwargs)
             except (NotAuthorised, ObtEvalError) as exc:
                 return {out: problem(exc) for out in message_outputs}
+            except Exception as exc:  # noqa: BLE001 — a bug must not leave a traceback (or nothing) on the page
+                log.exception("admin callback %s failed", fn.__name__)
+                return {out: f"⚠ this failed unexpectedly ({type(exc).__name__}); the app's log has the details"
+                        for out in message_outputs}
 
         return run
 
@@ -124,7 +130,7 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
             raters = gr.Number(value=3, precision=0, minimum=1, maximum=500, label="Raters to invite",
                                elem_id="obt-study-raters", scale=0, min_width=140)
             study_btn = gr.Button("Create the listening study from this experiment", interactive=False,
-                                  elem_id="obt-study-btn", scale=0, min_width=340, size="md")
+                                  elem_id="obt-study-btn", scale=0, min_width=420, size="md")
         study_msg = gr.Markdown(elem_id="obt-study-msg", elem_classes=["obt-msg"])
         invitations = gr.HTML("", elem_id="obt-invitations", js_on_load=E.COPY_JS)
 
