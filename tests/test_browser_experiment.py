@@ -228,7 +228,7 @@ def test_a_researcher_runs_an_experiment_from_the_form_and_a_rater_completes_its
     # the other folded sections fit a phone too: corpora (with segmentation) and studies
     for section, title in (("#obt-corpora-box", "Corpora"), ("#obt-studies-box", "Studies")):
         phone.locator(section).get_by_text(title, exact=True).first.click()
-    phone.get_by_text("A folder on the server").click()
+    phone.get_by_role("tab", name="A folder on the server").click()
     phone.wait_for_selector("#obt-segment-max", state="visible", timeout=WAIT_MS)
     assert "OBT_EVAL_DATA_ROOTS" in text_of(phone, "#obt-corpora-box")
     shoot(phone, "corpora", "#obt-corpora-box")

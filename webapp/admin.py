@@ -1,4 +1,4 @@
-"""What researchers do from the Admin tab, as plain functions: jobs, corpora, studies, invites, the demo.
+"""What researchers do from the Admin tab, as plain functions: jobs, corpora, studies, invites.
 
 Each function starts with `require_admin`, whatever the page showed: the tab's events can be called
 by any script (reference listening-tests.md §0.2). None of them runs heavy work in the request: work is
@@ -138,20 +138,6 @@ def resume(ctx: AppContext, session: AdminSession, job_id: int | None) -> jobs.J
     if not job_id:
         raise BadInputError("select a job first")
     return jobs.resume(int(job_id), ctx.workspace)
-
-
-def workspace_empty(ctx: AppContext) -> bool:
-    """No corpus yet: the admin tab leads with the one-click demo."""
-    corpora = Path(ctx.workspace.root) / "corpora"
-    return not corpora.exists() or not any(p.is_dir() for p in corpora.iterdir())
-
-
-def start_demo(ctx: AppContext, session: AdminSession) -> jobs.JobView:
-    require_admin(session)
-    active = [j for j in jobs.list_jobs(ctx.workspace, states=jobs.ACTIVE_STATES) if j.kind == "demo"]
-    if active:
-        raise BadInputError(f"the demo is already {active[0].state} (job {active[0].id})", "watch it in the jobs table")
-    return jobs.submit("demo", {}, ctx.workspace)
 
 
 def corpora_table(ctx: AppContext, session: AdminSession) -> pd.DataFrame:
