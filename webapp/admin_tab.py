@@ -248,15 +248,16 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
     def on_register(session: AdminSession, folder: str, name: str, meta: str, align: str, seg: bool,
                     smin: float | None, smax: float | None, vad: str | None) -> dict:
         job = A.register_corpus(ctx, session, folder, name, meta, align, bool(seg), smin, smax, vad)
-        return {ingest_msg: f"Ingesting as job {job.id}: the corpus appears in the table and in the experiment "
-                            "form when it is done (see the job console for its log).",
+        return {ingest_msg: f"Ingest job {job.id} takes it from here: the corpus appears in the table above and in "
+                            "the experiment form when it is done (its log: Advanced: job console).",
                 selected_job: job.id, jobs_df: A.jobs_table(ctx, session), timer: gr.Timer(active=True)}
 
     @guarded(ingest_msg)
     def on_upload(session: AdminSession, files: list | None, name: str, seg: bool, smin: float | None,
                   smax: float | None, vad: str | None) -> dict:
         job = A.upload_corpus(ctx, session, files, name, ctx.uploaded, bool(seg), smin, smax, vad)
-        return {ingest_msg: f"Uploaded; ingesting as job {job.id} (see the job console for its log).",
+        return {ingest_msg: f"Uploaded; ingest job {job.id} takes it from here: the corpus appears in the table above "
+                            "and in the experiment form when it is done (its log: Advanced: job console).",
                 selected_job: job.id, jobs_df: A.jobs_table(ctx, session), timer: gr.Timer(active=True)}
 
     @guarded(studies_msg)
