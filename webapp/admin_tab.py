@@ -68,7 +68,17 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
         with gr.Accordion("Corpora", open=False, elem_id="obt-corpora-box", elem_classes=["obt-section"]):
             corpora_df = gr.Dataframe(interactive=False, label="Corpora in the workspace", elem_id="obt-corpora",
                                       elem_classes=["obt-table-box"])
-            ingest_msg = gr.Markdown(elem_id="obt-ingest-msg", elem_classes=["obt-msg"])
+            with gr.Group(elem_id="obt-segment-box"):
+                segment = gr.Checkbox(label="Cut long recordings (whole chapters) at pauses into segments "
+                                            "(for both ways of adding recordings below)",
+                                      value=False, elem_id="obt-segment")
+                with gr.Row(elem_classes=["obt-wrap"]):
+                    seg_min = gr.Number(value=2.0, minimum=0.1, maximum=3600, label="Shortest segment (s)",
+                                        min_width=140, elem_id="obt-segment-min")
+                    seg_max = gr.Number(value=15.0, minimum=0.1, maximum=3600, label="Longest segment (s)",
+                                        min_width=140, elem_id="obt-segment-max")
+                    seg_vad = gr.Dropdown(choices=[("Silero VAD", "silero"), ("energy", "energy")], value="silero",
+                                          label="Pause detector", min_width=140, elem_id="obt-segment-vad")
             with gr.Tab("Upload recordings"):
                 up_files = gr.File(file_count="multiple", label="Audio files, metadata.csv, or a zip archive",
                                    elem_id="obt-upload-files")
@@ -83,16 +93,7 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
                 reg_align = gr.Textbox(label="TextGrid folder or item file (optional)", max_lines=1,
                                        max_length=A.MAX_FIELD_CHARS)
                 reg_btn = gr.Button("Ingest folder", elem_id="obt-reg-btn")
-            with gr.Group(elem_id="obt-segment-box"):
-                segment = gr.Checkbox(label="Cut long recordings (whole chapters) at pauses into segments",
-                                      value=False, elem_id="obt-segment")
-                with gr.Row(elem_classes=["obt-wrap"]):
-                    seg_min = gr.Number(value=2.0, minimum=0.1, maximum=3600, label="Shortest segment (s)",
-                                        min_width=140, elem_id="obt-segment-min")
-                    seg_max = gr.Number(value=15.0, minimum=0.1, maximum=3600, label="Longest segment (s)",
-                                        min_width=140, elem_id="obt-segment-max")
-                    seg_vad = gr.Dropdown(choices=[("Silero VAD", "silero"), ("energy", "energy")], value="silero",
-                                          label="Pause detector", min_width=140, elem_id="obt-segment-vad")
+            ingest_msg = gr.Markdown(elem_id="obt-ingest-msg", elem_classes=["obt-msg"])
 
         with gr.Accordion("Studies", open=False, elem_id="obt-studies-box", elem_classes=["obt-section"]):
             studies_df = gr.Dataframe(interactive=False, label="Studies", elem_id="obt-studies",
@@ -216,7 +217,8 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
             return {timer: gr.Timer(active=False)}
         active = E.any_running(ctx)  # before the views: a run that ends in between gets one more refresh
         try:
-            console = {jobs_df: A.jobs_table(ctx, session), **job_view(session, jid)}
+            console = {jobs_df: A.jobs_table(ctx, session), corpora_df: A.corpora_table(ctx, session),
+                       **job_view(session, jid)}
         except Exception:  # noqa: BLE001 — a job row that vanished must not stop the refresh
             console = {}
         return {timer: gr.Timer(active=active), **console, **experiments.on_tick(session, *panel_inputs)}
@@ -298,7 +300,8 @@ def build_admin_tab(ctx: AppContext, admin_state: gr.State) -> dict:
     launch_btn.click(on_launch, [admin_state, kind, params], [console_msg, selected_job, jobs_df, timer, *job_outputs],
                      **PRIVATE)
     timer.tick(on_tick, [admin_state, selected_job, *experiments.tick_inputs],
-               [timer, jobs_df, *job_outputs, *experiments.tick_outputs], show_progress="hidden", **PRIVATE)
+               [timer, jobs_df, corpora_df, *job_outputs, *experiments.tick_outputs], show_progress="hidden",
+               **PRIVATE)
     jobs_df.select(on_select, [admin_state], [selected_job, console_msg, *job_outputs], **PRIVATE)
     cancel_btn.click(on_cancel, [admin_state, selected_job], [console_msg, jobs_df, *job_outputs], **PRIVATE)
     resume_btn.click(on_resume, [admin_state, selected_job], [console_msg, jobs_df, timer, *job_outputs], **PRIVATE)

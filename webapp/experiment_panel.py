@@ -224,12 +224,17 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         return {pick: gr.Dropdown(choices=E.experiment_names(ctx, session), value=chosen)}
 
     @guarded(action_msg)
-    def on_refresh(session: AdminSession, selected: str | None) -> dict:
-        """The list and the selected experiment now, and the timer on again if anything runs (e.g. started
-        from another page or the command line while this page was idle)."""
+    def on_refresh(session: AdminSession, selected: str | None, chosen_preset: str | None,
+                   chosen_corpus: str | None) -> dict:
+        """The list, the selected experiment and the corpora now, and the timer on again if anything runs
+        (e.g. started from another page or the command line while this page was idle)."""
         require_admin(session)
         updates, now = listing(session, selected)
-        return {action_msg: "", timer: gr.Timer(active=E.any_running(ctx)), **updates, **view(session, now)}
+        choices = E.corpus_choices(ctx, session, E.bounded_text(chosen_preset, "preset") or None)
+        keep = chosen_corpus if chosen_corpus in {value for _, value in choices} else None
+        return {action_msg: "", timer: gr.Timer(active=E.any_running(ctx)), corpus: gr.Dropdown(choices=choices,
+                                                                                                 value=keep),
+                **updates, **view(session, now)}
 
     @guarded(action_msg)
     def on_cancel(session: AdminSession, selected: str | None) -> dict:
@@ -283,8 +288,8 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
     pick.change(on_pick, [admin_state, pick], [action_msg, report, downloads, invitations, study_msg, *view_outputs],
                 show_progress="hidden", **PRIVATE)
     exp_list.select(on_row, [admin_state], [pick, action_msg], show_progress="hidden", **PRIVATE)
-    refresh_btn.click(on_refresh, [admin_state, pick], [action_msg, timer, exp_list, pick, listed, *view_outputs],
-                      **PRIVATE)
+    refresh_btn.click(on_refresh, [admin_state, pick, preset, corpus],
+                      [action_msg, timer, corpus, exp_list, pick, listed, *view_outputs], **PRIVATE)
     cancel_btn.click(on_cancel, [admin_state, pick], [action_msg, exp_list, pick, listed, *view_outputs], **PRIVATE)
     resume_btn.click(on_resume, [admin_state, pick], [action_msg, timer, exp_list, pick, listed, *view_outputs],
                      **PRIVATE)
