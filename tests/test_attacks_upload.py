@@ -99,7 +99,7 @@ def test_a_researcher_uploads_within_limits_and_the_files_go_once_used(app):
     assert all(p.exists() for p in stored)
     index, dep = gradio.dependency("on_upload")
     files = [{"path": str(p), "orig_name": p.name, "meta": {"_type": "gradio.FileData"}} for p in stored]
-    done = gradio.call(index, [None, files, "field_rec"])
+    done = gradio.call(index, [None, files, "field_rec", False, 2.0, 15.0, "silero"])  # no segmentation
     assert "ingest job" in json.dumps(done), done
     corpus = Path(config.workspace.root) / "uploads" / "field_rec"
     assert sorted(p.name for p in corpus.iterdir()) == ["a.wav", "b.wav"]
@@ -160,7 +160,7 @@ def test_a_researcher_uploads_through_the_page(app, tmp_path):
                                timeout=15000)
         page.locator("#obt-upload-name textarea, #obt-upload-name input").first.fill("from_page")
         page.locator("#obt-upload-btn").click()
-        page.wait_for_function("() => document.querySelector('#obt-admin-status').innerText.includes('ingest job')",
+        page.wait_for_function("() => document.querySelector('#obt-ingest-msg').innerText.includes('ingest job')",
                                timeout=30000)
         assert (Path(config.workspace.root) / "uploads" / "from_page" / "chapter01.wav").exists()
         browser.close()

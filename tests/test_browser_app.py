@@ -159,6 +159,8 @@ def test_a_researcher_logs_in_launches_a_job_and_sees_it_finish(app, browser):
     page.close()
 
     page = _open_admin(browser, app["base"])
+    page.locator("#obt-console").get_by_text("Advanced: job console").click()  # folded away by default
+    assert not page.locator("#obt-cancel").is_enabled()  # no job selected: nothing to cancel
     kind = page.locator("#obt-job-kind input")
     kind.click()
     page.get_by_role("option", name="extract").click()
@@ -170,17 +172,19 @@ def test_a_researcher_logs_in_launches_a_job_and_sees_it_finish(app, browser):
     page.keyboard.press("Delete")
     editor.fill('{"corpus": "demo", "encoder": "mfcc"}')
     page.locator("#obt-launch").click()
-    page.wait_for_function("() => document.querySelector('#obt-admin-status').innerText.includes('queued')",
+    # the launched job is selected: its live state shows under the table (no "queued" message to go stale)
+    page.wait_for_function("() => /Job [0-9]+: extract/.test(document.querySelector('#obt-job-info').innerText)",
                            timeout=WAIT_MS)
     page.wait_for_function(
         "() => [...document.querySelectorAll('#obt-jobs [role=row]')].some(r => {"
         " const cells = r.innerText.split('\\n').map(x => x.trim()).filter(x => x);"
         " return cells[1] === 'extract' && cells[2] === 'done'; })", timeout=WAIT_MS)
     page.locator("#obt-jobs [role=row]", has_text="extract").first.get_by_text("extract", exact=True).click()
-    page.wait_for_function("() => document.querySelector('#obt-job-log textarea').value.includes('job finished')",
-                           timeout=WAIT_MS)
+    page.wait_for_function("() => document.querySelector('#obt-job-log pre').innerText.trim().endsWith('job finished')",
+                           timeout=WAIT_MS)  # the END of the log
     page.wait_for_function("() => document.querySelector('#obt-job-info').innerText.includes('stores')",
                            timeout=WAIT_MS)  # the artifacts
+    assert not page.locator("#obt-cancel").is_enabled()  # a finished job cannot be cancelled
     store = Path(app["ws"].root) / "features" / "demo" / "mfcc" / "L-"
     assert (store / "index.parquet").exists()
     page.close()

@@ -1,4 +1,4 @@
-"""What researchers do from the Admin tab, as plain functions: jobs, corpora, studies, invites, the demo.
+"""What researchers do from the Admin tab, as plain functions: jobs, corpora, studies, invites.
 
 Each function starts with `require_admin`, whatever the page showed: the tab's events can be called
 by any script (reference listening-tests.md §0.2). None of them runs heavy work in the request: work is
@@ -8,6 +8,7 @@ a job for the worker.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from sqlalchemy import select, update
 from db.models import Rater, Study
 from db.studies import get_study, invite_raters, list_studies
 from obt_eval.archive import ArchiveLimits, extract_zip, merge_into
-from obt_eval.errors import BadInputError
+from obt_eval.errors import BadInputError, ObtEvalError
 from obt_eval.workspace import check_name
 from pipelines import jobs
 from pipelines.params import defaults
@@ -50,11 +51,20 @@ def job_kinds(session: AdminSession) -> list[str]:
     return kinds()
 
 
-def job_template(session: AdminSession, kind: str) -> tuple[str, str]:
-    """The parameter JSON to start from, and a line of help, for a job kind."""
+DEFAULT_KIND = "selftest"  # what the console shows first: a job that is valid as it stands and harmless
+
+
+def job_template(session: AdminSession, kind: str, corpus: str | None = None) -> tuple[str, str]:
+    """The parameter JSON to start from (required names filled with a corpus of the workspace and the
+    weightless mfcc encoder where the kind takes them), and a line of help, for a job kind."""
     require_admin(session)
-    step = get_step(kind)
-    return json.dumps(defaults(step.params), indent=2), f"**{kind}** — {step.help}" + (
+    step = get_step(_bounded(kind, "job kind", 100))
+    params = defaults(step.params)
+    examples = {"corpus": corpus or "", "encoder": "mfcc"}
+    for key, value in examples.items():
+        if params.get(key) == "" and value:
+            params[key] = value
+    return json.dumps(params, indent=2), f"**{kind}** — {step.help}" + (
         " (waits for a GPU slot)" if step.gpu else "")
 
 
@@ -86,10 +96,12 @@ def jobs_table(ctx: AppContext, session: AdminSession, limit: int = 30) -> pd.Da
 
 
 def job_detail(ctx: AppContext, session: AdminSession, job_id: int | None) -> tuple[str, str]:
-    """Markdown with the job's state, parameters, artifacts and error; and its log tail."""
+    """Markdown with the job's state, parameters, artifacts and error; and the END of its log."""
+    from webapp.experiments import tail_lines
+
     require_admin(session)
     if not job_id:
-        return "Select a job (click its row) to see its log and artifacts.", ""
+        return "No job selected: click a row of the table to see its log and artifacts.", ""
     job = jobs.get(int(job_id), ctx.workspace)
     lines = [f"### Job {job.id}: {job.kind} — {job.state} ({100 * job.progress:.0f}%)"]
     if job.message:
@@ -99,7 +111,19 @@ def job_detail(ctx: AppContext, session: AdminSession, job_id: int | None) -> tu
         lines.append(f"**Artifacts**\n```json\n{json.dumps(job.artifacts, indent=2, default=str)[:4000]}\n```")
     if job.error:
         lines.append(f"**Error**\n```\n{job.error[:2000]}\n```")
-    return "\n\n".join(lines), jobs.log_tail(job.log_path, max_lines=60)
+    return "\n\n".join(lines), tail_lines(jobs.log_tail(job.log_path, max_lines=60), 60)
+
+
+def job_actions(ctx: AppContext, session: AdminSession, job_id: int | None) -> tuple[bool, bool]:
+    """(cancel applies, resume applies) to the selected job: nothing applies when none is selected."""
+    require_admin(session)
+    if not job_id:
+        return False, False
+    try:
+        job = jobs.get(int(job_id), ctx.workspace)
+    except ObtEvalError:
+        return False, False
+    return job.state in jobs.ACTIVE_STATES, job.state in ("failed", "cancelled")
 
 
 def cancel(ctx: AppContext, session: AdminSession, job_id: int | None) -> jobs.JobView:
@@ -116,20 +140,6 @@ def resume(ctx: AppContext, session: AdminSession, job_id: int | None) -> jobs.J
     return jobs.resume(int(job_id), ctx.workspace)
 
 
-def workspace_empty(ctx: AppContext) -> bool:
-    """No corpus yet: the admin tab leads with the one-click demo."""
-    corpora = Path(ctx.workspace.root) / "corpora"
-    return not corpora.exists() or not any(p.is_dir() for p in corpora.iterdir())
-
-
-def start_demo(ctx: AppContext, session: AdminSession) -> jobs.JobView:
-    require_admin(session)
-    active = [j for j in jobs.list_jobs(ctx.workspace, states=jobs.ACTIVE_STATES) if j.kind == "demo"]
-    if active:
-        raise BadInputError(f"the demo is already {active[0].state} (job {active[0].id})", "watch it in the jobs table")
-    return jobs.submit("demo", {}, ctx.workspace)
-
-
 def corpora_table(ctx: AppContext, session: AdminSession) -> pd.DataFrame:
     require_admin(session)
     rows = []
@@ -143,26 +153,73 @@ def corpora_table(ctx: AppContext, session: AdminSession) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["corpus", "utterances", "hours", "speakers"])
 
 
-def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: str, metadata: str,
-                    alignments: str) -> jobs.JobView:
-    """Ingest a folder that already is on the server (or on the shared disk of the workers)."""
+def data_roots_text(ctx: AppContext, session: AdminSession) -> str:
+    """Where the server may read recordings from (shown under the folder field, to researchers only)."""
+    from pipelines.params import ENV_DATA_ROOTS, data_roots
+
     require_admin(session)
-    folder, name, metadata, alignments = (_bounded(v, w) for v, w in ((folder, "folder"), (name, "corpus name"),
-                                                                     (metadata, "metadata path"),
-                                                                     (alignments, "alignments path")))
-    check_name((name or "").strip(), "corpus name")
-    if not folder or not Path(folder).expanduser().is_dir():
+    roots = data_roots(ctx.workspace)
+    extra = ", ".join(f"`{r}`" for r in roots[1:]) or "none"
+    return (f"The server reads recordings from the workspace (`{roots[0]}`) and from the folders in "
+            f"`{ENV_DATA_ROOTS}` (now: {extra}). Upload the recordings instead if they are elsewhere.")
+
+
+def _readable_folder(ctx: AppContext, folder: str) -> Path:
+    """The folder of recordings, if the app's jobs may read it; else a refusal naming OBT_EVAL_DATA_ROOTS."""
+    from pipelines.params import ENV_DATA_ROOTS, confined
+
+    path = Path(folder).expanduser()
+    try:
+        confined(ctx.workspace, str(path))
+    except BadInputError as exc:
+        raise BadInputError(
+            f"the folder {folder} is outside the folders this app may read",
+            f"start the app and its workers with {ENV_DATA_ROOTS}={path} (several folders separated by "
+            f"'{os.pathsep}'), or upload the recordings instead") from exc
+    if not path.is_dir():
         raise BadInputError(f"no folder {folder!r} on the server", "give the full path of a folder of recordings")
-    params: dict[str, Any] = {"audio_dir": str(Path(folder).expanduser()), "name": name.strip()}
+    return path
+
+
+def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: str, metadata: str,
+                    alignments: str, segment: bool = False, segment_min: float | None = None,
+                    segment_max: float | None = None, vad: str | None = None) -> jobs.JobView:
+    """Ingest a folder that already is on the server (or on the shared disk of the workers).
+
+    `segment` cuts long recordings (whole chapters) at pauses into `segment_min`..`segment_max` second
+    pieces, as `obt-eval ingest --segment` does; the job checks the bounds.
+    """
+    require_admin(session)
+    folder, name, metadata, alignments = (_bounded(v, w).strip() for v, w in (
+        (folder, "folder"), (name, "corpus name"), (metadata, "metadata path"), (alignments, "alignments path")))
+    check_name(name, "corpus name")
+    if not folder:
+        raise BadInputError("give the folder of recordings", "the full path of a folder on the server")
+    params: dict[str, Any] = {"audio_dir": str(_readable_folder(ctx, folder)), "name": name}
     if metadata:
-        params["metadata"] = metadata.strip()
+        params["metadata"] = metadata
     if alignments:
-        params["alignments"] = alignments.strip()
+        params["alignments"] = alignments
+    params.update(_segmenting(segment, segment_min, segment_max, vad))
     return jobs.submit("ingest", params, ctx.workspace)
 
 
+def _segmenting(segment: bool, segment_min: float | None, segment_max: float | None, vad: str | None) -> dict:
+    if not segment:
+        return {}
+    out: dict[str, Any] = {"segment": True}
+    if segment_min is not None:
+        out["segment_min"] = segment_min
+    if segment_max is not None:
+        out["segment_max"] = segment_max
+    if vad:
+        out["vad"] = _bounded(vad, "voice detector", 20)
+    return out
+
+
 def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | None, name: str,
-                  uploaded: set[str] | None = None) -> jobs.JobView:
+                  uploaded: set[str] | None = None, segment: bool = False, segment_min: float | None = None,
+                  segment_max: float | None = None, vad: str | None = None) -> jobs.JobView:
     """Move uploaded recordings (or zip archives of them) into ``workspace/uploads/<name>/`` and ingest them.
 
     Everything is staged in a temporary folder first (archives extracted with limits by
@@ -204,6 +261,7 @@ def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | Non
     params: dict[str, Any] = {"audio_dir": str(dest), "name": name}
     if metadata:
         params["metadata"] = str(metadata)
+    params.update(_segmenting(segment, segment_min, segment_max, vad))
     return jobs.submit("ingest", params, ctx.workspace)
 
 
