@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -20,6 +21,12 @@ PASSWORD = "test-password-123"
 # Deadlines for waits on a condition: generous, because a loaded 2-core machine can be many times slower than
 # an idle one; a wait returns as soon as its condition holds, so a long deadline costs nothing when all is well.
 WAIT_SECONDS = 300.0
+# Every browser test module: `pytestmark = BROWSER_MARKS` (the `browser` fixture is in conftest.py)
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not installed at {CHROMIUM} "
+                       "(apt-get install -y chromium)"),
+]
 
 
 def wait_for(condition, timeout: float = WAIT_SECONDS, what: str = "the condition", poll: float = 0.1):

@@ -131,3 +131,15 @@ def job_backend(request, workspace, monkeypatch):
         monkeypatch.setenv("OBT_EVAL_DB", request.getfixturevalue("postgres_url"))
         monkeypatch.setenv("OBT_EVAL_QUEUE_URL", request.getfixturevalue("redis_url"))
     return request.param
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright, one per test module (Playwright's own browser download fails here)."""
+    from app_helpers import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
-from app_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, WAIT_SECONDS, served_app
+from app_helpers import BROWSER_MARKS, PASSWORD, WAIT_SECONDS, served_app
 from sqlalchemy import select
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not installed at {CHROMIUM} "
-                       "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
 # Every wait is on a condition in the page; the deadline only bounds a hang (a loaded 2-core machine is slow).
 WAIT_MS = int(WAIT_SECONDS * 1000)
@@ -35,14 +30,6 @@ def app(tmp_path_factory):
     ingest(demo.wav_dir, "demo", ws, metadata=demo.metadata_path, progress=False)
     with served_app(root, start_worker=True) as (base, config):
         yield {"base": base, "config": config, "ws": ws, "invite": made["invites"][0]["invite_token"]}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _system_secrets(ws) -> list[str]:

@@ -15,13 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import CHROMIUM, CHROMIUM_ARGS, PASSWORD, WAIT_SECONDS, served_app
+from app_helpers import BROWSER_MARKS, PASSWORD, WAIT_SECONDS, served_app
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not installed at {CHROMIUM} "
-                       "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
 WAIT_MS = int(WAIT_SECONDS * 1000)
 WIDE = {"width": 1280, "height": 900}
@@ -81,14 +77,6 @@ def app(tmp_path_factory):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def researcher(browser, base: str, viewport: dict):

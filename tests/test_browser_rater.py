@@ -8,17 +8,12 @@ without a completion code. Screenshots of every screen go to screenshots/ (see a
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
-from app_helpers import CHROMIUM, CHROMIUM_ARGS, SCREEN_SIZES, WAIT_SECONDS, screenshot, served_app
+from app_helpers import BROWSER_MARKS, SCREEN_SIZES, WAIT_SECONDS, screenshot, served_app
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not installed at {CHROMIUM} "
-                       "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
 WAIT_MS = int(WAIT_SECONDS * 1000)
 CODE = re.compile(r"[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}")
@@ -51,14 +46,6 @@ def app(tmp_path_factory):
         assert next_trial(s, holder) is not None
     with served_app(root) as (base, config):
         yield {"base": base, "invites": [i["invite_token"] for i in main["invites"]], "late": late}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _page(browser, size: str):

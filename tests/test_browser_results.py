@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import pytest
 from app_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    BROWSER_MARKS,
     PASSWORD,
     SCREEN_SIZES,
     WAIT_SECONDS,
@@ -22,11 +20,7 @@ from app_helpers import (
     served_app,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium not installed at {CHROMIUM} "
-                       "(apt-get install -y chromium)"),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
 WAIT_MS = int(WAIT_SECONDS * 1000)
 NOT_WIDER = "document.documentElement.scrollWidth <= window.innerWidth"
@@ -50,14 +44,6 @@ def app(tmp_path_factory):
     simulate_raters(db, 4, {"mms-300m": 1.0}, seed=3, study="pilot")
     with served_app(root) as (base, config):
         yield {"base": base, "ws": ws, "db": db}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _researcher(browser, base: str, size: str):
