@@ -343,3 +343,11 @@ def test_a_callback_error_becomes_a_message_beside_its_button_never_a_traceback(
     assert bad_input() == {"msg": "⚠ k 'x' is not a number — write e.g. 100"}
     assert not_logged_in() == {"msg": "⚠ researchers only — log in on the Admin tab"}
     assert "KeyError" in bug()["msg"] and "/secret/path" not in bug()["msg"]
+
+
+def test_the_study_note_says_what_capacity_means_for_the_invitations():
+    warned = {"warnings": ["study 'x' has 3 blocks (0 free) for 1 raters still waiting ... --grow"], "added_blocks": 0}
+    assert E.capacity_note(warned).startswith("⚠ study 'x' has 3 blocks") and "Add blocks if needed" in E.capacity_note(
+        warned)
+    assert E.capacity_note({"warnings": [], "added_blocks": 2}).startswith("2 block(s) added")
+    assert E.capacity_note({"warnings": [], "added_blocks": 0}) == ""

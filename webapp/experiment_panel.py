@@ -131,6 +131,8 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
                                elem_id="obt-study-raters", scale=0, min_width=140)
             study_btn = gr.Button("Create the listening study from this experiment", interactive=False,
                                   elem_id="obt-study-btn", scale=0, min_width=420, size="md")
+        grow = gr.Checkbox(value=True, label="Add blocks if needed (every invited rater gets trials)",
+                           elem_id="obt-study-grow")
         study_msg = gr.Markdown(elem_id="obt-study-msg", elem_classes=["obt-msg"])
         invitations = gr.HTML("", elem_id="obt-invitations", js_on_load=E.COPY_JS)
 
@@ -254,9 +256,9 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         return {report: shown["html"], downloads: shown["downloads"], report_msg: ""}
 
     @guarded(study_msg)
-    def on_study(session: AdminSession, selected: str | None, count: float | None) -> dict:
-        made = E.create_study(ctx, session, selected, count)
-        return {invitations: E.invitations_html(made["study"], made["invites"]), study_msg: ""}
+    def on_study(session: AdminSession, selected: str | None, count: float | None, grow_ok: bool) -> dict:
+        made = E.create_study(ctx, session, selected, count, grow_ok)
+        return {invitations: E.invitations_html(made["study"], made["invites"]), study_msg: E.capacity_note(made)}
 
     def on_tick(session: AdminSession, selected: str | None, name_started: str | None, shown: list | None) -> dict:
         if not session.ok:
@@ -294,7 +296,7 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
     resume_btn.click(on_resume, [admin_state, pick], [action_msg, timer, exp_list, pick, listed, *view_outputs],
                      **PRIVATE)
     report_btn.click(on_report, [admin_state, pick], [report, downloads, report_msg], **PRIVATE)
-    study_btn.click(on_study, [admin_state, pick, raters], [invitations, study_msg], **PRIVATE)
+    study_btn.click(on_study, [admin_state, pick, raters, grow], [invitations, study_msg], **PRIVATE)
 
     return ExperimentPanel(
         login_outputs=[*form, run_msg, exp_list, pick, listed, *view_outputs],

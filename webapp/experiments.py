@@ -435,17 +435,30 @@ def resume(ctx: AppContext, session: AdminSession, name: object) -> dict[str, An
     return api.resume(ctx.workspace, checked)
 
 
-def create_study(ctx: AppContext, session: AdminSession, name: object, raters: object) -> dict[str, Any]:
-    """The experiment's listening study with `raters` new invitations: link and completion code for each."""
+def create_study(ctx: AppContext, session: AdminSession, name: object, raters: object,
+                 grow: object = True) -> dict[str, Any]:
+    """The experiment's listening study with `raters` new invitations: link and completion code for each.
+
+    `grow`: add blocks when the raters outnumber the design's free blocks (else a warning says how many would find
+    no trials)."""
     from webapp.rating import completion_code
 
     require_admin(session)
     checked = known(ctx, name)
     count = _whole(raters, "number of raters", 1, 500, 1)
-    made = api.create_study(ctx.workspace, checked, count or 1)
-    return {"study": made["study"],
+    made = api.create_study(ctx.workspace, checked, count or 1, grow=bool(grow))
+    return {"study": made["study"], "warnings": made.get("warnings", []), "added_blocks": made.get("added_blocks", 0),
             "invites": [{"rater": m["pseudonym"], "link": ctx.config.invite_url(m["invite_token"]),
                          "code": completion_code(ctx.config.secret, m["invite_token"])} for m in made["invites"]]}
+
+
+def capacity_note(made: dict[str, Any]) -> str:
+    """What the study's capacity means for the new invitations: blocks added, or raters who would find no trials."""
+    if made.get("warnings"):
+        return "⚠ " + " ".join(made["warnings"]) + " — tick “Add blocks if needed” and invite again (-n 0 grows only)."
+    if made.get("added_blocks"):
+        return f"{made['added_blocks']} block(s) added to the design so that every invited rater gets trials."
+    return ""
 
 
 def invitations_html(study: str, invites: list[dict[str, str]]) -> str:
