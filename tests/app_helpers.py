@@ -197,3 +197,29 @@ def screenshot(page, name: str, full_page: bool = False) -> Path:
     path = screenshot_dir() / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     return path
+
+
+def researcher_page(browser, base: str, **context_options):
+    """A browser context logged in on the Admin tab (context options: viewport, permissions, is_mobile...)."""
+    context = browser.new_context(accept_downloads=True, **context_options)
+    page = context.new_page()
+    page.set_default_timeout(WAIT_SECONDS * 1000)
+    page.goto(base)
+    page.get_by_role("tab", name="Admin").click()
+    page.locator("#obt-password input").fill(PASSWORD)
+    page.locator("#obt-login-btn").click()
+    page.wait_for_selector("#obt-admin-panel", state="visible", timeout=WAIT_SECONDS * 1000)
+    return context, page
+
+
+def play_both_and_rate(page, score_a: int, score_b: int) -> None:
+    """What a rater does in one trial: play A and B to the end, wait for the unlock, rate both, submit."""
+    wait_ms = WAIT_SECONDS * 1000
+    for slot in "AB":
+        page.locator(f"button.obt-play[data-slot='{slot}']").tap()
+        page.wait_for_selector(f"button.obt-play.obt-played[data-slot='{slot}']", timeout=wait_ms)
+    page.wait_for_function("() => { const b = document.querySelector('#obt-submit'); return !!b && !b.disabled; }",
+                           timeout=wait_ms)
+    page.locator(f"#obt-score-a input[value='{score_a}']").check()
+    page.locator(f"#obt-score-b input[value='{score_b}']").check()
+    page.locator("#obt-submit").tap()

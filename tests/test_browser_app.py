@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from app_helpers import BROWSER_MARKS, PASSWORD, WAIT_SECONDS, served_app
+from app_helpers import BROWSER_MARKS, PASSWORD, WAIT_SECONDS, play_both_and_rate, served_app
 from sqlalchemy import select
 
 pytestmark = BROWSER_MARKS
@@ -79,14 +79,7 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
         # nothing to submit before listening
         page.wait_for_function("() => { const b = document.querySelector('#obt-submit'); return !!b && b.disabled; }",
                                timeout=WAIT_MS)
-        for slot in "AB":
-            page.locator(f"button.obt-play[data-slot='{slot}']").tap()
-            page.wait_for_selector(f"button.obt-play.obt-played[data-slot='{slot}']", timeout=WAIT_MS)
-        page.wait_for_function("() => { const b = document.querySelector('#obt-submit'); return !!b && !b.disabled; }",
-                               timeout=WAIT_MS)
-        page.locator("#obt-score-a input[value='4']").check()
-        page.locator("#obt-score-b input[value='2']").check()
-        page.locator("#obt-submit").tap()
+        play_both_and_rate(page, 4, 2)
         page.wait_for_function(
             "(before) => { const d = document.querySelector('#obt-done');"
             " if (d && d.offsetParent !== null) return true;"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import BROWSER_MARKS, PASSWORD, WAIT_SECONDS, served_app
+from app_helpers import BROWSER_MARKS, WAIT_SECONDS, play_both_and_rate, researcher_page, served_app
 
 pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -80,16 +80,7 @@ def app(tmp_path_factory):
 
 
 def researcher(browser, base: str, viewport: dict):
-    context = browser.new_context(viewport=viewport, permissions=["clipboard-read", "clipboard-write"],
-                                  accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.goto(base)
-    page.get_by_role("tab", name="Admin").click()
-    page.locator("#obt-password input").fill(PASSWORD)
-    page.locator("#obt-login-btn").click()
-    page.wait_for_selector("#obt-admin-panel", state="visible", timeout=WAIT_MS)
-    return context, page
+    return researcher_page(browser, base, viewport=viewport, permissions=["clipboard-read", "clipboard-write"])
 
 
 def fill_number(page, selector: str, value: str) -> None:
@@ -258,14 +249,7 @@ def complete_study_on_a_phone(browser, url: str) -> int:
         if page.locator("#obt-done").is_visible():
             break
         no_sideways_scroll(page)
-        for slot in "AB":
-            page.locator(f"button.obt-play[data-slot='{slot}']").tap()
-            page.wait_for_selector(f"button.obt-play.obt-played[data-slot='{slot}']", timeout=WAIT_MS)
-        page.wait_for_function("() => { const b = document.querySelector('#obt-submit'); return !!b && !b.disabled; }",
-                               timeout=WAIT_MS)
-        page.locator("#obt-score-a input[value='4']").check()
-        page.locator("#obt-score-b input[value='3']").check()
-        page.locator("#obt-submit").tap()
+        play_both_and_rate(page, 4, 3)
         rated += 1
         # the next trial (its clips not played yet) or the end
         page.wait_for_function(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from app_helpers import (
     BROWSER_MARKS,
-    PASSWORD,
     SCREEN_SIZES,
     WAIT_SECONDS,
+    researcher_page,
     screenshot,
     screenshot_dir,
     served_app,
@@ -48,16 +48,8 @@ def app(tmp_path_factory):
 
 def _researcher(browser, base: str, size: str):
     phone = size == "phone"
-    context = browser.new_context(viewport=SCREEN_SIZES[size], is_mobile=phone, has_touch=phone,
-                                  device_scale_factor=2 if phone else 1, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(WAIT_MS)
-    page.goto(base)
-    page.get_by_role("tab", name="Admin").click()
-    page.locator("#obt-password input").fill(PASSWORD)
-    page.locator("#obt-login-btn").click()
-    page.wait_for_selector("#obt-admin-panel", state="visible", timeout=WAIT_MS)
-    return context, page
+    return researcher_page(browser, base, viewport=SCREEN_SIZES[size], is_mobile=phone, has_touch=phone,
+                           device_scale_factor=2 if phone else 1)
 
 
 def _summary_text(page) -> str:

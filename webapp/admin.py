@@ -35,7 +35,7 @@ MAX_PARAMS_CHARS = 64 * 1024
 MAX_FIELD_CHARS = 4096  # a path, a name, a list of systems
 
 
-def _bounded(value: object, what: str, limit: int = MAX_FIELD_CHARS) -> str:
+def bounded_text(value: object, what: str, limit: int = MAX_FIELD_CHARS) -> str:
     """A text field as sent by the page (or by a script): a string of bounded length, else a clear refusal."""
     if value is None:
         return ""
@@ -58,7 +58,7 @@ def job_template(session: AdminSession, kind: str, corpus: str | None = None) ->
     """The parameter JSON to start from (required names filled with a corpus of the workspace and the
     weightless mfcc encoder where the kind takes them), and a line of help, for a job kind."""
     require_admin(session)
-    step = get_step(_bounded(kind, "job kind", 100))
+    step = get_step(bounded_text(kind, "job kind", 100))
     params = defaults(step.params)
     examples = {"corpus": corpus or "", "encoder": "mfcc"}
     for key, value in examples.items():
@@ -70,8 +70,8 @@ def job_template(session: AdminSession, kind: str, corpus: str | None = None) ->
 
 def launch(ctx: AppContext, session: AdminSession, kind: str, params_json: str) -> jobs.JobView:
     require_admin(session)
-    kind = _bounded(kind, "job kind", 100)
-    params_json = _bounded(params_json, "parameter JSON", MAX_PARAMS_CHARS)
+    kind = bounded_text(kind, "job kind", 100)
+    params_json = bounded_text(params_json, "parameter JSON", MAX_PARAMS_CHARS)
     if not kind:
         raise BadInputError("choose a job kind first")
     try:
@@ -190,7 +190,7 @@ def register_corpus(ctx: AppContext, session: AdminSession, folder: str, name: s
     pieces, as `obt-eval ingest --segment` does; the job checks the bounds.
     """
     require_admin(session)
-    folder, name, metadata, alignments = (_bounded(v, w).strip() for v, w in (
+    folder, name, metadata, alignments = (bounded_text(v, w).strip() for v, w in (
         (folder, "folder"), (name, "corpus name"), (metadata, "metadata path"), (alignments, "alignments path")))
     check_name(name, "corpus name")
     if not folder:
@@ -213,7 +213,7 @@ def _segmenting(segment: bool, segment_min: float | None, segment_max: float | N
     if segment_max is not None:
         out["segment_max"] = segment_max
     if vad:
-        out["vad"] = _bounded(vad, "voice detector", 20)
+        out["vad"] = bounded_text(vad, "voice detector", 20)
     return out
 
 
@@ -227,7 +227,7 @@ def upload_corpus(ctx: AppContext, session: AdminSession, files: list[str] | Non
     themselves are deleted from Gradio's folder once used (`uploaded`: Gradio's set of them).
     """
     require_admin(session)
-    name = _bounded(name, "corpus name").strip()
+    name = bounded_text(name, "corpus name").strip()
     check_name(name, "corpus name")
     if not files:
         raise BadInputError("no files uploaded", "choose audio files or a zip archive of them")
@@ -286,7 +286,7 @@ def study_names(ctx: AppContext, session: AdminSession) -> list[str]:
 def create_study_job(ctx: AppContext, session: AdminSession, name: str, systems: str, reference: str,
                      target_ratings: float | None, trials_per_block: float | None) -> jobs.JobView:
     require_admin(session)
-    name, systems, reference = (_bounded(v, w) for v, w in ((name, "study name"), (systems, "systems"),
+    name, systems, reference = (bounded_text(v, w) for v, w in ((name, "study name"), (systems, "systems"),
                                                             (reference, "reference")))
     params: dict[str, Any] = {"name": name.strip(), "systems": systems}
     if reference and reference.strip():

@@ -23,6 +23,7 @@ from obt_eval.workspace import check_name
 from pipelines.experiments import api
 from pipelines.experiments.options import ExperimentOptions, validate_options
 from pipelines.experiments.presets import PRESETS, preset
+from webapp import admin
 from webapp.auth import AdminSession, require_admin
 from webapp.context import AppContext
 
@@ -40,14 +41,8 @@ FORM_FIELDS = ("preset", "name", "corpus", "encoders", "layers", "ks", "vocoder_
 
 
 def bounded_text(value: object, what: str, limit: int = MAX_TEXT) -> str:
-    """A text field as the page (or a script) sent it: bounded, stripped, else a clear refusal."""
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise BadInputError(f"the {what} must be text")
-    if len(value) > limit:
-        raise BadInputError(f"the {what} is longer than {limit} characters", "shorten it")
-    return value.strip()
+    """A form field as the page (or a script) sent it: the admin tab's bounded text, stripped."""
+    return admin.bounded_text(value, what, limit).strip()
 
 
 def _whole(value: object, what: str, lo: int, hi: int, default: int | None = None) -> int | None:
