@@ -2,9 +2,9 @@
 
 Starts ``python app.py`` (no job worker) on a generated study with one block per rater, then each
 simulated rater speaks the browser's protocol (Gradio queue/join + event stream, audio GETs):
-join, profile, and per trial: fetch both clips, play/end reports after the clip's real duration, the
-unlock event, submit (records the rating and returns the next trial); every third trial also a reload
-(serves the current trial again, as a refresh or a second device does).
+join, profile, and per trial: fetch both clips, play/end reports after the clip's real duration (the last end's
+answer unlocks the ratings in the page), submit (records the rating and returns the next trial); every third
+trial also a reload (serves the current trial again, as a refresh or a second device does).
 Prints one JSON object: median and p95 latency per call kind, ratings submitted vs stored (none lost),
 and the app process's CPU time per stored rating (less sensitive than latency to other load on the machine).
 
@@ -101,8 +101,8 @@ class Rater:
                     rate = int.from_bytes(audio.content[24:28], "little")  # a bare 44-byte-header 16-bit WAV
                     time.sleep((len(audio.content) - 44) / 2 / rate + 0.05)
                     both = self.route("POST", f"/stim/{token}/ended", "ended_event").json()["both"]
-                if both:
-                    self.call("rater_unlock", [None])
+                if not both:
+                    self.errors.append("the server did not report both clips fully played")
                 time.sleep(self.think)
                 text = self.call("rater_submit", [4, 3, "A", None])
                 if "Saved." in text:
@@ -208,7 +208,6 @@ def main() -> None:
             "setup_seconds": round(setup_s, 1), "run_seconds": round(wall, 1),
             "serve_trial_on_join_or_reload": summary(timings.get("rater_join", [])),
             "record_rating_and_serve_next_trial": summary(timings.get("rater_submit", [])),
-            "unlock_scales": summary(timings.get("rater_unlock", [])),
             "play_event": summary(timings.get("play_event", [])),
             "ended_event": summary(timings.get("ended_event", [])),
             "audio_fetch": summary(timings.get("audio", [])),

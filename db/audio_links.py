@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from db.models import AudioLink, Rater, Rating, Stimulus, Trial, utcnow
-from db.protocol import RatingRefused, play_ended, play_started, served_rating
+from db.protocol import RatingRefused, clip_play, play_ended, play_started, played_to_the_end, served_rating
 from db.studies import rater_by_token
 
 # A link lives LINK_TTL after its last use (fetch, play, end): long enough to read the instructions and
@@ -41,10 +41,6 @@ class ServedClip:
     path: Path
     seed: bytes
     first_fetch: bool
-
-
-def _touch(link: AudioLink, now: dt.datetime) -> None:
-    link.expires_at = min(max(link.expires_at, now + LINK_TTL), link.created_at + LINK_MAX_AGE)
 
 
 def mint_links(session: Session, invite_token: str, audio_tokens: dict[str, str], binding: str = "",
@@ -88,34 +84,74 @@ def mint_links(session: Session, invite_token: str, audio_tokens: dict[str, str]
     return out
 
 
-def _live_link(session: Session, token: str, binding: str, now: dt.datetime) -> AudioLink | None:
-    link = session.get(AudioLink, token) if token and len(token) <= 64 else None
-    if link is None or link.expires_at <= now:
+_LINKS = AudioLink.__table__
+
+
+@dataclass(frozen=True)
+class LiveLink:
+    """A link that works now for this browser, with what a fetch or a play event needs (one query)."""
+
+    token: str
+    rating_id: int
+    trial_id: int
+    fetched: bool
+    audio_path: str
+    seed: str
+    created_at: dt.datetime
+    expires_at: dt.datetime
+
+
+# The statements of every fetch and play event, built once (building one and its cache key costs more than running it).
+_LIVE_LINK = (
+    select(AudioLink.rating_id, AudioLink.trial_id, AudioLink.rater_id, AudioLink.binding, AudioLink.fetched_at,
+           AudioLink.created_at, AudioLink.expires_at, AudioLink.seed, Rater.disabled,
+           Trial.rater_id.label("trial_rater"), Stimulus.audio_path)
+    .join(Rater, Rater.id == AudioLink.rater_id).join(Trial, Trial.id == AudioLink.trial_id)
+    .join(Rating, Rating.id == AudioLink.rating_id).join(Stimulus, Stimulus.id == Rating.stimulus_id)
+    .where(AudioLink.token == bindparam("token"))
+)
+_TIME = _LINKS.c.expires_at.type
+# (bind names differ from column names: an UPDATE reserves those for its SET clause)
+_TOUCH = update(_LINKS).where(_LINKS.c.token == bindparam("the_token")).values(
+    expires_at=bindparam("new_expiry", type_=_TIME))
+_MARK_FETCHED = (update(_LINKS)
+                 .where(_LINKS.c.token == bindparam("the_token"), _LINKS.c.fetched_at.is_(None),
+                        _LINKS.c.binding.in_(bindparam("bindings", expanding=True)))
+                 .values(fetched_at=bindparam("at", type_=_TIME)))
+
+
+def _live_link(session: Session, token: str, binding: str, now: dt.datetime) -> LiveLink | None:
+    if not token or len(token) > 64:
         return None
-    if link.binding and link.binding != binding:
+    row = session.execute(_LIVE_LINK, {"token": token}).one_or_none()
+    if row is None or row.expires_at <= now or row.disabled:
+        return None
+    if row.binding and row.binding != binding:
         return None  # another browser (or a script that was never served this link)
-    rater = session.get(Rater, link.rater_id)
-    if rater is None or rater.disabled:
-        return None
-    return link
+    if row.trial_rater != row.rater_id:
+        return None  # the block changed hands since (never, in practice): the link is void
+    return LiveLink(token, row.rating_id, row.trial_id, row.fetched_at is not None, row.audio_path, row.seed,
+                    row.created_at, row.expires_at)
+
+
+def _touch(session: Session, link: LiveLink, now: dt.datetime) -> None:
+    """A play event keeps the link alive a while longer, never past its maximum age."""
+    expires = min(max(link.expires_at, now + LINK_TTL), link.created_at + LINK_MAX_AGE)
+    if expires != link.expires_at:
+        session.execute(_TOUCH, {"the_token": link.token, "new_expiry": expires})
 
 
 def clip_for(session: Session, token: str, binding: str = "", now: dt.datetime | None = None) -> ServedClip | None:
     """The clip behind a live link for this browser (None: unknown, expired, revoked or another browser's)."""
-    now = now or utcnow()
-    link = _live_link(session, token, binding, now)
+    link = _live_link(session, token, binding, now or utcnow())
     if link is None:
         return None
-    stimulus = session.scalar(select(Stimulus).join(Rating, Rating.stimulus_id == Stimulus.id)
-                              .where(Rating.id == link.rating_id))
-    return ServedClip(Path(stimulus.audio_path), bytes.fromhex(link.seed), link.fetched_at is None)
+    return ServedClip(Path(link.audio_path), bytes.fromhex(link.seed), not link.fetched)
 
 
 def mark_fetched(session: Session, token: str, binding: str = "", now: dt.datetime | None = None) -> None:
     """Record the first download of a link's bytes (playback cannot start before it): one UPDATE."""
-    session.execute(update(AudioLink).where(AudioLink.token == token, AudioLink.binding.in_(("", binding)),
-                                            AudioLink.fetched_at.is_(None))
-                    .values(fetched_at=now or utcnow()))
+    session.execute(_MARK_FETCHED, {"the_token": token, "bindings": ["", binding], "at": now or utcnow()})
 
 
 def playback_event(session: Session, token: str, event: str, binding: str = "",
@@ -130,19 +166,17 @@ def playback_event(session: Session, token: str, event: str, binding: str = "",
     link = _live_link(session, token, binding, now)
     if link is None:
         return None
-    if event == "play" and link.fetched_at is None:
+    if event == "play" and not link.fetched:
         return {"ok": False, "both": False}  # playback cannot start before the bytes were fetched
-    rating, trial = session.get(Rating, link.rating_id), session.get(Trial, link.trial_id)
-    if trial.rater_id != link.rater_id:
-        return None  # the block changed hands since (never, in practice): the link is void
-    _touch(link, now)
+    _touch(session, link, now)
+    clip = clip_play(session, link.rating_id)
     if event == "play":
-        play_started(session, rating, trial, now)
+        play_started(session, clip, now)
         ok = True
     else:
-        ok = play_ended(session, rating, trial, now)
-    ends = session.scalars(select(Rating.play_ended_at).where(Rating.trial_id == link.trial_id)).all()
-    return {"ok": ok, "both": bool(ends) and all(e is not None for e in ends)}
+        ok = play_ended(session, clip, now)
+    ends = played_to_the_end(session, link.trial_id)
+    return {"ok": ok, "both": bool(ends) and all(ends.values())}
 
 
 def purge_expired(session: Session, now: dt.datetime | None = None) -> int:

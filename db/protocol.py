@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Block, Rater, Rating, Stimulus, Study, System, Trial, utcnow
@@ -159,45 +159,84 @@ def audio_file(session: Session, invite_token: str, audio_token: str) -> Path:
 def record_play_start(session: Session, invite_token: str, audio_token: str, now: dt.datetime | None = None) -> None:
     """The server saw playback of a clip start (keeps the first time; opens a play that an end may close)."""
     rater = rater_by_token(session, invite_token)
-    play_started(session, *served_rating(session, rater, audio_token), _now(now))
+    rating, _ = served_rating(session, rater, audio_token)
+    play_started(session, clip_play(session, rating.id), _now(now))
 
 
 def record_play_end(session: Session, invite_token: str, audio_token: str, now: dt.datetime | None = None) -> bool:
     """The clip's ended event; True when it counts as a full play (see `play_ended`)."""
     rater = rater_by_token(session, invite_token)
-    return play_ended(session, *served_rating(session, rater, audio_token), _now(now))
+    rating, _ = served_rating(session, rater, audio_token)
+    return play_ended(session, clip_play(session, rating.id), _now(now))
 
 
-def play_started(session: Session, rating: Rating, trial: Trial, now: dt.datetime) -> None:
+@dataclass(frozen=True)
+class ClipPlay:
+    """What the play rules read about one served clip, in one query (play events are the app's most frequent
+    writes: they go by ids and plain statements, not through ORM objects)."""
+
+    rating_id: int
+    trial_id: int
+    trial_open: bool
+    playing_since: dt.datetime | None
+    play_ended_at: dt.datetime | None
+    needed_seconds: float  # how long the clip must play to count as played to the end
+
+
+# The play events' statements, built once: building a statement and its cache key costs more than running it.
+_RATINGS = Rating.__table__
+_CLIP_PLAY = (
+    select(Rating.trial_id, Rating.playing_since, Rating.play_ended_at, Trial.submitted_at, Stimulus.duration,
+           Study.protocol)
+    .join(Trial, Trial.id == Rating.trial_id).join(Stimulus, Stimulus.id == Rating.stimulus_id)
+    .join(Study, Study.id == Trial.study_id).where(Rating.id == bindparam("rating_id"))
+)
+_TIME = _RATINGS.c.playing_since.type  # timezone-aware UTC (db.models.UTCDateTime)
+_AT = bindparam("at", type_=_TIME)
+# (bind names differ from column names: an UPDATE reserves those for its SET clause)
+_THIS = _RATINGS.c.id == bindparam("the_rating")
+_START_PLAY = update(_RATINGS).where(_RATINGS.c.trial_id == bindparam("the_trial")).values(
+    playing_since=case((_THIS, _AT), else_=None),
+    first_play_at=case((and_(_THIS, _RATINGS.c.first_play_at.is_(None)), _AT), else_=_RATINGS.c.first_play_at))
+_END_PLAY = (update(_RATINGS)
+             .where(_RATINGS.c.id == bindparam("the_rating"),
+                    _RATINGS.c.playing_since == bindparam("since", type_=_TIME))
+             .values(play_ended_at=bindparam("ended", type_=_TIME), playing_since=None))
+_PLAYED = select(Rating.id, Rating.play_ended_at).where(Rating.trial_id == bindparam("trial_id"))
+
+
+def clip_play(session: Session, rating_id: int) -> ClipPlay:
+    row = session.execute(_CLIP_PLAY, {"rating_id": rating_id}).one()
+    needed = float(row.protocol.get("min_listen_fraction", 0.95)) * row.duration
+    return ClipPlay(rating_id, row.trial_id, row.submitted_at is None, row.playing_since, row.play_ended_at, needed)
+
+
+def play_started(session: Session, clip: ClipPlay, now: dt.datetime) -> None:
     """Playback of a served clip started. It cancels the play in progress of the trial's other clip: the
     page plays one clip at a time, so A and B "playing" at once (a script, two tabs) are never two full plays.
     """
-    if trial.submitted_at is not None:
-        return
-    session.execute(update(Rating).where(Rating.trial_id == trial.id, Rating.id != rating.id)
-                    .values(playing_since=None))
-    rating.first_play_at = rating.first_play_at or now
-    rating.playing_since = now
-    session.flush()
+    if clip.trial_open:
+        session.execute(_START_PLAY, {"the_trial": clip.trial_id, "the_rating": clip.rating_id, "at": now})
 
 
-def play_ended(session: Session, rating: Rating, trial: Trial, now: dt.datetime) -> bool:
+def play_ended(session: Session, clip: ClipPlay, now: dt.datetime) -> bool:
     """A served clip's end: a full play only if its play is still open (no other clip started since)
     and enough wall time passed since that play started.
     """
-    if rating.play_ended_at is not None:
+    if clip.play_ended_at is not None:
         return True
-    if trial.submitted_at is not None or rating.playing_since is None:
+    if not clip.trial_open or clip.playing_since is None:
         return False  # never started, or the other clip started since (overlapping playback)
-    protocol = session.scalar(select(Study.protocol).where(Study.id == trial.study_id))
-    duration = session.scalar(select(Stimulus.duration).where(Stimulus.id == rating.stimulus_id))
-    needed = float(protocol.get("min_listen_fraction", 0.95)) * duration
-    if (now - rating.playing_since).total_seconds() < needed:
+    if (now - clip.playing_since).total_seconds() < clip.needed_seconds:
         return False  # an "ended" event sooner than the clip can play is not a full play
-    rating.play_ended_at = now
-    rating.playing_since = None
-    session.flush()
-    return True
+    # still the same open play when written (a concurrent start of the other clip wins)
+    closed = session.execute(_END_PLAY, {"the_rating": clip.rating_id, "since": clip.playing_since, "ended": now})
+    return bool(closed.rowcount)
+
+
+def played_to_the_end(session: Session, trial_id: int) -> dict[int, bool]:
+    """{rating id: played to the end} for the trial's clips, read from the table (never a cached object)."""
+    return {rid: ended is not None for rid, ended in session.execute(_PLAYED, {"trial_id": trial_id})}
 
 
 def submit_rating(session: Session, invite_token: str, trial_token: str, score_a: int, score_b: int,
@@ -222,7 +261,7 @@ def submit_rating(session: Session, invite_token: str, trial_token: str, score_a
     if preference is None and protocol.get("preference_required") and protocol.get("preference_question"):
         raise RatingRefused("this study asks for a preference", "answer A, B or none")
     a, b = sorted(trial.ratings, key=lambda r: r.position)
-    if a.play_ended_at is None or b.play_ended_at is None:
+    if not all(played_to_the_end(session, trial.id).values()):
         raise RatingRefused("both recordings must be played to the end before rating",
                             "play A and B to the end, then submit")
     # The conditional update is the idempotency guard: of two concurrent submits exactly one matches.

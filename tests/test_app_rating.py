@@ -63,7 +63,7 @@ def test_a_rater_completes_the_study_once_per_trial(study):
         assert not ok and "played to the end" in refused.status  # the server's listen gate
         results = _listen(ctx, session, client)
         assert results == [{"ok": True, "both": False}, {"ok": True, "both": True}]
-        assert R.unlock(ctx, session)[0]
+        assert R.played_slots(ctx, session.trial) == {"A", "B"}
         first = session.trial.trial_token
         screen, ok = R.submit(ctx, session, 4, 3, "A")
         recorded += ok
@@ -87,10 +87,10 @@ def test_an_ended_event_sooner_than_the_clip_can_play_is_refused(study):
     client.get(url)
     assert client.post(f"{url}/play").json()["ok"]
     assert client.post(f"{url}/ended").json() == {"ok": False, "both": False}  # at once: faster than the clip
-    assert R.unlock(ctx, session) == (False, "Play recording A and B to the end (without skipping).")
+    assert R.played_slots(ctx, session.trial) == set()
     time.sleep(_clip_seconds(ctx) + 0.15)
     assert client.post(f"{url}/ended").json() == {"ok": True, "both": False}
-    assert R.unlock(ctx, session) == (False, "Play recording B to the end (without skipping).")
+    assert R.played_slots(ctx, session.trial) == {"A"}
     assert client.post("/stim/unknown-token/ended").status_code == 404
     assert client.post(f"{url}/delete").status_code == 404
     # after a reload (a new session), the full play of A is remembered

@@ -180,13 +180,13 @@ def test_playing_a_and_b_at_once_is_not_two_full_plays(study, clock):
     clock.advance(clip_seconds + 0.1)
     assert browser.post(f"{a}/ended").json() == {"ok": False, "both": False}  # B started while A played
     assert browser.post(f"{b}/ended").json() == {"ok": True, "both": False}
-    assert R.unlock(ctx, session)[0] is False
+    assert R.played_slots(ctx, session.trial) == {"B"}
     assert R.submit(ctx, session, 4, 3, None)[1] is False
     # one after the other, as the page plays them: counted
     assert browser.post(f"{a}/play").json()["ok"]
     clock.advance(clip_seconds + 0.1)
     assert browser.post(f"{a}/ended").json() == {"ok": True, "both": True}
-    assert R.unlock(ctx, session)[0]
+    assert R.played_slots(ctx, session.trial) == {"A", "B"}
 
 
 def test_a_locked_database_answers_503_with_retry_after_and_a_brief_lock_is_retried(workspace, monkeypatch, clock):

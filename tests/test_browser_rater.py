@@ -108,6 +108,8 @@ def test_a_rater_sees_each_new_trial_at_the_top_locked_until_played_and_feedback
         assert "unlock" in page.locator("#obt-lock").inner_text()
         opacity = page.evaluate("getComputedStyle(document.querySelector('#obt-score-a')).opacity")
         assert float(opacity) < 1  # it LOOKS locked too
+        page.locator("#obt-score-a label").first.click(force=True)  # and a tap on a locked option chooses nothing
+        assert not page.evaluate("[...document.querySelectorAll('#obt-score-a input')].some(i => i.checked)")
         assert not GRADIO_INTERNALS.search(page.locator("#obt-trial").inner_text())
         if n == 1:
             screenshot(page, f"rater-trial-locked-{size}")

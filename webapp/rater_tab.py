@@ -23,8 +23,9 @@ const fill = (slot, frac) => {
   if (bar) bar.style.width = Math.round(Math.min(1, frac) * 100) + '%';
 };
 const button = (slot) => element.querySelector('button.obt-play[data-slot="' + slot + '"]');
-// Play and end go to the app's own route (cheap, recorded server-side); one Gradio event unlocks the scales.
-// A busy database answers 503 with Retry-After: wait and send the same event again (a few times).
+// Play and end go to the app's own route (cheap, recorded server-side). The answer to the last end says whether
+// the server has recorded full plays of both clips: then the ratings unlock here, with no further request (the
+// server refuses a submit without them anyway). A busy database answers 503 with Retry-After: wait, send again.
 const report = (audio, what, tries = 0) => fetch(audio.getAttribute('src') + '/' + what, {method: 'POST'})
   .then((r) => {
     if (r.status === 503 && tries < 5) {
@@ -81,7 +82,10 @@ element.addEventListener('ended', (ev) => {
   report(a, 'ended').then((r) => {
     btn.classList.toggle('obt-played', !!r.ok);
     btn.classList.toggle('obt-error', !r.ok);
-    if (r.both) trigger('end', {});
+    if (r.both) {
+      const lock = document.querySelector('#obt-lock [data-lock]');
+      if (lock) lock.dataset.lock = 'open';
+    }
   });
 }, true);
 """
@@ -136,6 +140,32 @@ const reveal = () => {
 new MutationObserver(reveal).observe(box, {childList: true, subtree: true, characterData: true});
 """
 
+LOCK_JS = r"""
+// The rating options and the submit button follow the lock box beside the player (data-lock: locked | open).
+// They are real disabled controls while locked (keyboard and touch alike); a new trial's markup locks them again,
+// and controls Gradio re-creates (a new scale) get the current state too.
+const box = element.closest('#obt-lock') || element.parentElement;
+const controls = () => document.querySelector('#obt-rate-controls');
+const apply = () => {
+  const lock = box.querySelector('[data-lock]');
+  const locked = !lock || lock.dataset.lock !== 'open';
+  const root = controls();
+  if (!root) return;
+  root.querySelectorAll('.obt-scale input, #obt-submit').forEach((el) => {
+    if (el.disabled !== locked) el.disabled = locked;
+  });
+};
+new MutationObserver(apply).observe(box, {childList: true, subtree: true, attributes: true,
+                                          attributeFilter: ['data-lock']});
+const watchControls = () => {
+  const root = controls();
+  if (root) new MutationObserver(apply).observe(root, {childList: true, subtree: true});
+  else setTimeout(watchControls, 100);
+};
+watchControls();
+apply();
+"""
+
 LANDING = f"""<div class="obt-landing">
 <h1 class="obt-product">{PRODUCT}</h1>
 <p class="obt-tagline">Listening tests for speech technology in your language.</p>
@@ -155,14 +185,16 @@ def heading_html(number: int, total: int, saved: bool) -> str:
             f"</progress>{note}")
 
 
-def lock_html(ended: set[str], message: str = "") -> str:
-    """Why the rating options are greyed out, next to the player that unlocks them (or that they are open)."""
+def lock_html(ended: set[str], trial: int) -> str:
+    """Why the rating options are locked, next to the player that unlocks them; both states are in the page and
+    `data-lock` (locked | open) picks one: the player opens it when the server reports both clips fully played.
+    `trial` makes every trial's markup new, so the page re-renders it (locked again) with each new trial."""
     missing = [slot for slot in R.SLOTS if slot not in ended]
-    if not missing:
-        return '<p class="obt-unlocked">&#10003; Both recordings played. Rate them below.</p>'
-    text = html.escape(message) if message else (
-        f"Play {' and '.join(missing)} to the end to unlock the ratings.")
-    return f'<p class="obt-locked-note"><strong>Ratings locked.</strong> {text}</p>'
+    state = "open" if not missing else "locked"
+    todo = " and ".join(missing) or "A and B"
+    return (f'<div class="obt-lockbox" data-lock="{state}" data-trial="{int(trial)}">'
+            f'<p class="obt-locked-note"><strong>Ratings locked.</strong> Play {todo} to the end to unlock the '
+            f'ratings.</p><p class="obt-unlocked">&#10003; Both recordings played. Rate them below.</p></div>')
 
 
 def note_html(text: str, kind: str = "error") -> str:
@@ -215,13 +247,14 @@ def build_rate_tab(ctx: AppContext) -> dict:
         with gr.Accordion("Instructions", open=False, elem_id="obt-instructions-box"):
             instructions = gr.Markdown(elem_id="obt-instructions")
         player = gr.HTML("", js_on_load=PLAYER_JS, elem_id="obt-player")
-        lock_note = gr.HTML("", elem_id="obt-lock")
-        score_a = gr.Radio([], label="Recording A", interactive=False, elem_id="obt-score-a",
-                           elem_classes=["obt-scale"])
-        score_b = gr.Radio([], label="Recording B", interactive=False, elem_id="obt-score-b",
-                           elem_classes=["obt-scale"])
-        preference = gr.Radio([], label="", interactive=False, elem_id="obt-preference", elem_classes=["obt-scale"])
-        submit_btn = gr.Button("Submit and continue", variant="primary", interactive=False, elem_id="obt-submit")
+        lock_note = gr.HTML("", js_on_load=LOCK_JS, elem_id="obt-lock")
+        # Locking is the page's job (LOCK_JS, from the lock box) and the server's (it refuses a submit without full
+        # plays): a new trial then sends no property updates for these controls, only their cleared values.
+        with gr.Column(elem_id="obt-rate-controls"):
+            score_a = gr.Radio([], label="Recording A", elem_id="obt-score-a", elem_classes=["obt-scale"])
+            score_b = gr.Radio([], label="Recording B", elem_id="obt-score-b", elem_classes=["obt-scale"])
+            preference = gr.Radio([], label="", elem_id="obt-preference", elem_classes=["obt-scale"])
+            submit_btn = gr.Button("Submit and continue", variant="primary", elem_id="obt-submit")
         submit_note = gr.HTML("", js_on_load=FEEDBACK_JS, elem_id="obt-submit-note")
     with gr.Column(visible=False, elem_id="obt-done") as done_box:
         done_text = gr.Markdown(elem_id="obt-done-text")
@@ -239,18 +272,19 @@ def build_rate_tab(ctx: AppContext) -> dict:
             out.update({b: gr.Column(visible=(name == box)) for name, b in boxes.items()})
             session.shown = box
         saved = screen.name == "trial" and screen.status == "Saved."
-        for name, note in notes.items():
-            out[note] = note_html(screen.status) if name == screen.name and not saved else ""
+        for name, note in notes.items():  # only the notes that change (each output sent costs the server)
+            text = note_html(screen.status) if name == screen.name and not saved else ""
+            if session.notes_sent.get(name, "") != text:
+                out[note] = session.notes_sent[name] = text
         if keep and screen.name == "trial" and screen.trial is not None \
                 and session.page_trial == screen.trial.trial_token:
             pass  # only the note changes: the rater's chosen scores stay
         elif screen.name == "trial" and screen.trial is not None:
             t = screen.trial
             session.page_trial = t.trial_token
-            rated = session.ended >= set(R.SLOTS)
             out[counter] = heading_html(t.number, t.total, saved)
             out[player] = player_html(screen.urls, session.ended)
-            out[lock_note] = lock_html(session.ended)
+            out[lock_note] = lock_html(session.ended, t.number)
             # The wording and scale are fixed per study: sent once per page, not with every trial.
             first = session.labels_sent != repr(t.scale_labels)
             if first:
@@ -258,25 +292,21 @@ def build_rate_tab(ctx: AppContext) -> dict:
                 out[instructions] = t.instructions
                 out[question] = f"### {t.question}\nPlay **A** and **B** to the end, then rate each one."
                 choices = _scale_choices(t.scale_labels)
-                out[score_a] = gr.Radio(choices=choices, value=None, label=f"Recording A — {t.question}",
-                                        interactive=rated)
-                out[score_b] = gr.Radio(choices=choices, value=None, label=f"Recording B — {t.question}",
-                                        interactive=rated)
+                out[score_a] = gr.Radio(choices=choices, value=None, label=f"Recording A — {t.question}")
+                out[score_b] = gr.Radio(choices=choices, value=None, label=f"Recording B — {t.question}")
                 if t.preference_question:
                     pref_choices = [(_PREF_LABELS.get(o, o), o) for o in t.preference_options]
-                    out[preference] = gr.Radio(choices=pref_choices, value=None, visible=True, interactive=rated,
+                    out[preference] = gr.Radio(choices=pref_choices, value=None, visible=True,
                                                label=f"{t.preference_question} (optional)")
                 else:
                     out[preference] = gr.Radio(choices=[], value=None, visible=False)
             else:
                 for radio in (score_a, score_b, preference):
-                    out[radio] = gr.Radio(value=None, interactive=rated)
-            out[submit_btn] = gr.Button(interactive=rated)
+                    out[radio] = None  # a cleared value, not a property update
         else:
             session.page_trial = None
             out[player] = ""
             out[lock_note] = ""
-            out[submit_btn] = gr.Button(interactive=False)
         if screen.name == "done":
             saved_line = "Saved. " if screen.status == "Saved." else ""  # the last submit was recorded too
             out[done_text] = (
@@ -305,12 +335,6 @@ def build_rate_tab(ctx: AppContext) -> dict:
     def on_profile(n: str, li: str, langs: str, ok: bool, session: R.RaterSession, request: gr.Request) -> dict:
         return render(R.save_profile(ctx, bind(session, request), n, li, langs, ok), session)
 
-    def on_end(session: R.RaterSession) -> dict:
-        both, message = R.unlock(ctx, session)
-        return {score_a: gr.Radio(interactive=both), score_b: gr.Radio(interactive=both),
-                preference: gr.Radio(interactive=both), submit_btn: gr.Button(interactive=both),
-                lock_note: lock_html(session.ended, "" if both else message)}
-
     def on_submit(a: int | None, b: int | None, pref: str | None, session: R.RaterSession,
                   request: gr.Request) -> dict:
         screen, recorded = R.submit(ctx, bind(session, request), a, b, pref)
@@ -321,8 +345,6 @@ def build_rate_tab(ctx: AppContext) -> dict:
     invite.submit(on_join, [invite, state], view_outputs, api_visibility="private", **fast)
     profile_btn.click(on_profile, [native, linguist, languages, consent, state], view_outputs,
                       api_name="rater_profile", **fast)
-    player.end(on_end, [state], [score_a, score_b, preference, submit_btn, lock_note], api_name="rater_unlock",
-               **fast)
     submit_btn.click(on_submit, [score_a, score_b, preference, state], view_outputs, api_name="rater_submit",
                      **fast)
     return {"state": state, "outputs": view_outputs, "on_load": on_load}

@@ -41,6 +41,7 @@ class RaterSession:
     shown: str | None = None  # the screen the page shows now (only changes are sent to the browser)
     labels_sent: str | None = None  # the scale already on the page
     page_trial: str | None = None  # the trial the page shows now: a refused submit keeps its scores and player
+    notes_sent: dict[str, str] = field(default_factory=dict)  # the feedback line the page shows under each button
 
 
 @dataclass
@@ -142,7 +143,7 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
             return Screen("closed")
         return Screen("done", code=completion_code(ctx.config.secret, session.invite))
     if session.trial is None or session.trial.trial_token != view.trial_token:
-        session.ended = _already_ended(ctx, view)  # a reload or another device keeps full plays
+        session.ended = played_slots(ctx, view)  # a reload or another device keeps full plays
     session.trial = view
     session.urls = urls or {}
     if urls is None:
@@ -151,23 +152,13 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
     return Screen("trial", trial=view, urls=dict(session.urls), instructions=view.instructions)
 
 
-def _already_ended(ctx: AppContext, view: TrialView) -> set[str]:
+def played_slots(ctx: AppContext, view: TrialView) -> set[str]:
+    """The trial's clips the server has recorded as played to the end ("A", "B")."""
     with ctx.db.session() as s:
         rows = s.execute(select(Rating.audio_token, Rating.play_ended_at)
                          .where(Rating.audio_token.in_((view.audio_a, view.audio_b)))).all()
     done = {token for token, at in rows if at is not None}
     return {slot for slot, token in (("A", view.audio_a), ("B", view.audio_b)) if token in done}
-
-
-def unlock(ctx: AppContext, session: RaterSession) -> tuple[bool, str]:
-    """After the page saw both clips end: may the rater rate? (Decided from the database, not the page.)"""
-    if session.trial is None:
-        return False, ""
-    session.ended = _already_ended(ctx, session.trial)
-    if session.ended >= set(SLOTS):
-        return True, "Both recordings played. Rate them below."
-    missing = [x for x in SLOTS if x not in session.ended]
-    return False, f"Play recording {' and '.join(missing)} to the end (without skipping)."
 
 
 def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b: int | None,
