@@ -262,7 +262,7 @@ def build_rate_tab(ctx: AppContext) -> dict:
     boxes = {"join": join_box, "profile": profile_box, "trial": trial_box, "done": done_box}
     notes = {"join": join_note, "profile": profile_note, "trial": submit_note}
     view_outputs = [*boxes.values(), counter, instructions, question, player, lock_note, score_a, score_b,
-                    preference, submit_btn, done_text, *notes.values()]
+                    preference, done_text, *notes.values()]
 
     def render(screen: R.Screen, session: R.RaterSession, keep: bool = False) -> dict:
         """The page for `screen`; `keep`: the same trial stays (a refused submit), so its scores and player stay."""
@@ -272,10 +272,8 @@ def build_rate_tab(ctx: AppContext) -> dict:
             out.update({b: gr.Column(visible=(name == box)) for name, b in boxes.items()})
             session.shown = box
         saved = screen.name == "trial" and screen.status == "Saved."
-        for name, note in notes.items():  # only the notes that change (each output sent costs the server)
-            text = note_html(screen.status) if name == screen.name and not saved else ""
-            if session.notes_sent.get(name, "") != text:
-                out[note] = session.notes_sent[name] = text
+        for name, note in notes.items():
+            out[note] = note_html(screen.status) if name == screen.name and not saved else ""
         if keep and screen.name == "trial" and screen.trial is not None \
                 and session.page_trial == screen.trial.trial_token:
             pass  # only the note changes: the rater's chosen scores stay
@@ -315,6 +313,8 @@ def build_rate_tab(ctx: AppContext) -> dict:
             )
         elif screen.name in DONE_TEXT:
             out[done_text] = DONE_TEXT[screen.name]
+        else:
+            out[done_text] = ""
         return out
 
     def bind(session: R.RaterSession, request: gr.Request | None) -> R.RaterSession:
@@ -335,16 +335,26 @@ def build_rate_tab(ctx: AppContext) -> dict:
     def on_profile(n: str, li: str, langs: str, ok: bool, session: R.RaterSession, request: gr.Request) -> dict:
         return render(R.save_profile(ctx, bind(session, request), n, li, langs, ok), session)
 
+    # A submit changes only the trial (or ends the study): it names just those outputs, since Gradio rebuilds
+    # every named output the answer leaves out, which costs the server more than sending a value.
+    submit_outputs = [trial_box, done_box, counter, player, lock_note, score_a, score_b, preference, submit_note,
+                      done_text]
+
     def on_submit(a: int | None, b: int | None, pref: str | None, session: R.RaterSession,
                   request: gr.Request) -> dict:
         screen, recorded = R.submit(ctx, bind(session, request), a, b, pref)
-        return render(screen, session, keep=not recorded)
+        if screen.name in ("join", "profile") and session.trial is not None:
+            # the next trial could not be served (a busy database): stay on this one, say so by the button
+            screen = R.Screen("trial", screen.status or R.BUSY, trial=session.trial, urls=dict(session.urls),
+                              instructions=session.trial.instructions)
+        out = render(screen, session, keep=not recorded)
+        return {output: value for output, value in out.items() if any(output is o for o in submit_outputs)}
 
     fast = {"concurrency_limit": None, "show_progress": "hidden"}
     join_btn.click(on_join, [invite, state], view_outputs, api_name="rater_join", **fast)
     invite.submit(on_join, [invite, state], view_outputs, api_visibility="private", **fast)
     profile_btn.click(on_profile, [native, linguist, languages, consent, state], view_outputs,
                       api_name="rater_profile", **fast)
-    submit_btn.click(on_submit, [score_a, score_b, preference, state], view_outputs, api_name="rater_submit",
+    submit_btn.click(on_submit, [score_a, score_b, preference, state], submit_outputs, api_name="rater_submit",
                      **fast)
     return {"state": state, "outputs": view_outputs, "on_load": on_load}

@@ -41,7 +41,6 @@ class RaterSession:
     shown: str | None = None  # the screen the page shows now (only changes are sent to the browser)
     labels_sent: str | None = None  # the scale already on the page
     page_trial: str | None = None  # the trial the page shows now: a refused submit keeps its scores and player
-    notes_sent: dict[str, str] = field(default_factory=dict)  # the feedback line the page shows under each button
 
 
 @dataclass
