@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import AudioLink, Rater, Rating, Stimulus, Trial, utcnow
-from db.protocol import RatingRefused, clip_play, play_ended, play_started, played_to_the_end, served_rating
+from db.protocol import RatingRefused, clip_play, play_ended, play_started, played_to_the_end, served_clips
 from db.studies import rater_by_token
 
 # A link lives LINK_TTL after its last use (fetch, play, end): long enough to read the instructions and
@@ -43,6 +43,15 @@ class ServedClip:
     first_fetch: bool
 
 
+# The statements of every serve, fetch and play event, built once (building one and its cache key costs more
+# than running it).
+_LINKS = AudioLink.__table__
+_DELETE_EXPIRED = delete(_LINKS).where(_LINKS.c.rater_id == bindparam("rater"), _LINKS.c.expires_at <= bindparam("now"))
+_LIVE_LINKS = (select(AudioLink)
+               .where(AudioLink.rater_id == bindparam("rater"), AudioLink.trial_id == bindparam("trial"))
+               .order_by(AudioLink.created_at.desc(), AudioLink.token))
+
+
 def mint_links(session: Session, invite_token: str, audio_tokens: dict[str, str], binding: str = "",
                now: dt.datetime | None = None) -> dict[str, str]:
     """URL tokens for a served trial's clips ({slot: rating audio token} -> {slot: URL token}).
@@ -53,38 +62,36 @@ def mint_links(session: Session, invite_token: str, audio_tokens: dict[str, str]
     """
     now = now or utcnow()
     rater = rater_by_token(session, invite_token)
-    served = {slot: served_rating(session, rater, token) for slot, token in audio_tokens.items()}
-    trials = {trial.id for _, trial in served.values()}
+    clips = served_clips(session, rater, list(audio_tokens.values()))
+    served = {slot: clips[token][0] for slot, token in audio_tokens.items()}  # slot -> rating id
+    trials = {trial_id for _, trial_id in clips.values()}
     if len(trials) != 1:
         raise RatingRefused("the clips of one serve belong to one trial", "ask for the next trial")
     trial_id = trials.pop()
-    session.execute(delete(AudioLink).where(AudioLink.rater_id == rater.id, AudioLink.expires_at <= now))
-    live = session.scalars(select(AudioLink).where(AudioLink.rater_id == rater.id, AudioLink.trial_id == trial_id)
-                           .order_by(AudioLink.created_at.desc(), AudioLink.token)).all()
+    session.execute(_DELETE_EXPIRED, {"rater": rater.id, "now": now})
+    live = session.scalars(_LIVE_LINKS, {"rater": rater.id, "trial": trial_id}).all()
     recent = [link for link in live if link.created_at > now - MINT_WINDOW]
     if len(recent) + len(served) > LINKS_PER_TRIAL:
         mine: dict[int, str] = {}
         for link in live:  # newest first: keep the first one seen per clip
             if link.binding == binding:
                 mine.setdefault(link.rating_id, link.token)
-        if all(rating.id in mine for rating, _ in served.values()):
-            return {slot: mine[rating.id] for slot, (rating, _) in served.items()}
+        if all(rating_id in mine for rating_id in served.values()):
+            return {slot: mine[rating_id] for slot, rating_id in served.items()}
         raise TooManyReloads("this trial was reloaded too often", "wait a minute, then reload the page")
     out = {}
-    for slot, (rating, _) in served.items():
-        token = secrets.token_urlsafe(24)
-        session.add(AudioLink(token=token, rater_id=rater.id, trial_id=trial_id, rating_id=rating.id,
-                              binding=binding, seed=secrets.token_hex(16), created_at=now,
-                              expires_at=now + LINK_TTL))
-        out[slot] = token
+    rows = []
+    for slot, rating_id in served.items():
+        out[slot] = secrets.token_urlsafe(24)
+        rows.append({"token": out[slot], "rater_id": rater.id, "trial_id": trial_id, "rating_id": rating_id,
+                     "binding": binding, "seed": secrets.token_hex(16), "created_at": now,
+                     "expires_at": now + LINK_TTL})
+    session.execute(insert(_LINKS), rows)
     stale = live[LINKS_PER_TRIAL - len(served):]
     if stale:
         session.execute(delete(AudioLink).where(AudioLink.token.in_([link.token for link in stale])))
     session.flush()
     return out
-
-
-_LINKS = AudioLink.__table__
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,6 @@ class LiveLink:
     expires_at: dt.datetime
 
 
-# The statements of every fetch and play event, built once (building one and its cache key costs more than running it).
 _LIVE_LINK = (
     select(AudioLink.rating_id, AudioLink.trial_id, AudioLink.rater_id, AudioLink.binding, AudioLink.fetched_at,
            AudioLink.created_at, AudioLink.expires_at, AudioLink.seed, Rater.disabled,

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import and_, bindparam, case, select, update
+from sqlalchemy import and_, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import Block, Rater, Rating, Stimulus, Study, System, Trial, utcnow
@@ -49,14 +49,24 @@ def _now(now: dt.datetime | None) -> dt.datetime:
     return now or utcnow()
 
 
+# What every serve and submit runs, built once (building a statement and its cache key costs more than running it).
+_CURRENT_BLOCK = (select(Block).where(Block.rater_id == bindparam("rater"), Block.completed_at.is_(None))
+                  .order_by(Block.index).limit(1))
+_NEXT_OPEN_TRIAL = (select(Trial).where(Trial.block_id == bindparam("block"), Trial.submitted_at.is_(None))
+                    .order_by(Trial.seq).limit(1))
+_BLOCK_SIZE = select(func.count(Trial.id)).where(Trial.block_id == bindparam("block"))
+_TRIAL_BY_TOKEN = select(Trial).where(Trial.token == bindparam("token"))
+_SERVED_CLIPS = (select(Rating.id, Rating.audio_token, Rating.trial_id, Trial.rater_id, Trial.served_at)
+                 .join(Trial, Trial.id == Rating.trial_id)
+                 .where(Rating.audio_token.in_(bindparam("tokens", expanding=True))))
+
+
 def _current_block(session: Session, rater: Rater) -> Block | None:
-    return session.scalar(select(Block).where(Block.rater_id == rater.id, Block.completed_at.is_(None))
-                          .order_by(Block.index).limit(1))
+    return session.scalar(_CURRENT_BLOCK, {"rater": rater.id})
 
 
 def _next_open_trial(session: Session, block: Block) -> Trial | None:
-    return session.scalar(select(Trial).where(Trial.block_id == block.id, Trial.submitted_at.is_(None))
-                          .order_by(Trial.seq).limit(1))
+    return session.scalar(_NEXT_OPEN_TRIAL, {"block": block.id})
 
 
 def _rated_items(session: Session, rater: Rater) -> set[tuple[str, frozenset[int]]]:
@@ -130,7 +140,7 @@ def next_trial(session: Session, invite_token: str, now: dt.datetime | None = No
         for rating in trial.ratings:
             rating.served_at = now
         session.flush()
-    total = len(session.scalars(select(Trial.id).where(Trial.block_id == block.id)).all())
+    total = session.scalar(_BLOCK_SIZE, {"block": block.id})
     protocol = study.protocol
     a, b = sorted(trial.ratings, key=lambda r: r.position)
     return TrialView(
@@ -139,6 +149,16 @@ def next_trial(session: Session, invite_token: str, now: dt.datetime | None = No
         preference_question=protocol.get("preference_question"),
         preference_options=tuple(protocol.get("preference_options") or ()), instructions=protocol["instructions"],
     )
+
+
+def served_clips(session: Session, rater: Rater, audio_tokens: list[str]) -> dict[str, tuple[int, int]]:
+    """{audio token: (rating id, trial id)} of clips served to this rater, in one query; refuses any other token."""
+    rows = session.execute(_SERVED_CLIPS, {"tokens": list(audio_tokens)}).all()
+    found = {row.audio_token: (row.id, row.trial_id) for row in rows
+             if row.rater_id == rater.id and row.served_at is not None}
+    if len(found) != len(set(audio_tokens)):
+        raise RatingRefused("this audio was not served to this rater", "ask for the next trial first")
+    return found
 
 
 def served_rating(session: Session, rater: Rater, audio_token: str) -> tuple[Rating, Trial]:
@@ -244,7 +264,7 @@ def submit_rating(session: Session, invite_token: str, trial_token: str, score_a
     """Record both clips' scores (and the optional preference) once; a repeated submit changes nothing."""
     now = _now(now)
     rater = rater_by_token(session, invite_token)
-    trial = session.scalar(select(Trial).where(Trial.token == trial_token))
+    trial = session.scalar(_TRIAL_BY_TOKEN, {"token": trial_token})
     if trial is None or trial.rater_id != rater.id or trial.served_at is None:
         raise RatingRefused("this trial was not served to this rater", "ask for the next trial first")
     if trial.submitted_at is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -166,8 +166,11 @@ def invite_raters(session: Session, study: Study, count: int = 1) -> list[dict[s
     raise AssertionError("unreachable")
 
 
+_RATER_BY_TOKEN = select(Rater).where(Rater.invite_token == bindparam("token"))  # every rater request: built once
+
+
 def rater_by_token(session: Session, invite_token: str) -> Rater:
-    rater = session.scalar(select(Rater).where(Rater.invite_token == invite_token))
+    rater = session.scalar(_RATER_BY_TOKEN, {"token": invite_token})
     if rater is None or rater.disabled:
         raise NotFoundError("unknown or disabled invite token", "ask the study's researcher for a new invitation")
     return rater
