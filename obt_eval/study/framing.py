@@ -107,4 +107,4 @@ def noise_floor(length: int, rng: np.random.Generator, config: PaddingConfig = P
     Fresh, not stored: a noise stored with a clip would be its fingerprint (its loudest padding sample,
     say), recognisable in every serve of it.
     """
-    return rng.normal(0.0, 10 ** (config.noise_floor_dbfs / 20) * 32768, length)
+    return rng.standard_normal(length, dtype=np.float32) * np.float32(10 ** (config.noise_floor_dbfs / 20) * 32768)

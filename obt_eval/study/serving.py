@@ -6,8 +6,10 @@ by comparing downloads; even a fixed silence or noise before the sound would nam
 therefore moves the sound to a fresh offset in the clip's padding, drawn from one distribution for
 every clip (the length stays), lays a freshly drawn noise floor (-66 dBFS) under the whole clip, so
 nothing served is digital silence, changes the gain by up to ±0.1 dB (below the ~0.5 dB level
-difference anyone hears) and adds triangular dither at the 16-bit LSB. A seed makes a serve
-reproducible, so the bytes of one token agree across HTTP range requests.
+difference anyone hears) and quantises to 16 bits with dither (the noise floor, about 16 LSB RMS, is itself
+a sufficient dither; without it, triangular dither at the LSB). A seed makes a serve reproducible, so the
+bytes of one token agree across HTTP range requests. Every serve is rendered afresh (no bytes are kept per
+link), so it is done in float32 with as few passes as possible: a fetch is one of the app's commonest requests.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ def serve_rng(seed: int | bytes | str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(hashlib.sha256(raw).digest()[:16], "little"))
 
 
-def _silent_run(x: np.ndarray) -> int:
-    """Leading samples that are digital silence (below half an LSB): a stored clip's padding, nothing else."""
+def _silent_ends(x: np.ndarray) -> tuple[int, int]:
+    """Samples of digital silence (below half an LSB) at the start and at the end: a stored clip's padding."""
     sound = np.flatnonzero(np.abs(x) >= 0.5)
-    return int(sound[0]) if sound.size else int(x.size)
+    if not sound.size:
+        return int(x.size), int(x.size)
+    return int(sound[0]), int(x.size - 1 - sound[-1])
 
 
 def vary(samples: np.ndarray, sample_rate: int, rng: np.random.Generator,
@@ -59,21 +63,25 @@ def vary(samples: np.ndarray, sample_rate: int, rng: np.random.Generator,
     is bounded by the silent runs at both ends), so a clip without silent ends (a study rendered before
     framing existed) is never cut, only floored, re-gained and dithered.
     """
-    x = np.asarray(samples, dtype=np.float64)
-    lead, tail = _silent_run(x), _silent_run(x[::-1])
+    stored = np.asarray(samples, dtype=np.float32)
+    lead, tail = _silent_ends(stored)
     want = draw_lead(rng, sample_rate, padding)
-    shift = 0 if lead == x.size else int(np.clip(want - stored_lead(sample_rate, padding), -lead, tail))
-    if shift > 0:  # the sound starts later: silence added at the start, dropped at the end
-        x = np.concatenate([np.zeros(shift), x[:-shift]])
-    elif shift < 0:
-        x = np.concatenate([x[-shift:], np.zeros(-shift)])
-    if floor:
-        x = x + noise_floor(x.size, rng, padding)
+    shift = 0 if lead == stored.size else int(np.clip(want - stored_lead(sample_rate, padding), -lead, tail))
     gain_db = float(rng.uniform(-MAX_GAIN_DB, MAX_GAIN_DB))
-    x = x * 10 ** (gain_db / 20)
-    x = x + rng.uniform(-0.5, 0.5, x.size) + rng.uniform(-0.5, 0.5, x.size)  # TPDF dither, ±1 LSB
-    pcm = np.clip(np.rint(x), -_FULL_SCALE, _FULL_SCALE - 1).astype(np.int16)
-    return pcm, Variation(shift, gain_db)
+    # the sound moved by `shift` (only digital silence leaves or enters at the ends), re-gained, in one buffer
+    x = np.zeros(stored.size, dtype=np.float32)
+    if shift >= 0:
+        np.multiply(stored[:stored.size - shift], 10 ** (gain_db / 20), out=x[shift:])
+    else:
+        np.multiply(stored[-shift:], 10 ** (gain_db / 20), out=x[:shift])
+    if floor:
+        x += noise_floor(x.size, rng, padding)  # fresh white noise, ~16 LSB RMS: also the quantisation's dither
+    else:
+        x += rng.random(x.size, dtype=np.float32)  # TPDF dither, ±1 LSB
+        x -= rng.random(x.size, dtype=np.float32)
+    np.rint(x, out=x)
+    np.clip(x, -_FULL_SCALE, _FULL_SCALE - 1, out=x)
+    return x.astype(np.int16), Variation(shift, gain_db)
 
 
 def wav_container(pcm: np.ndarray, sample_rate: int) -> bytes:
@@ -86,8 +94,9 @@ def wav_container(pcm: np.ndarray, sample_rate: int) -> bytes:
 
 def read_clip(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """A stored clip as mono float samples in 16-bit LSB units, and its sample rate."""
-    data, rate = sf.read(str(path), dtype="float64", always_2d=True)
-    return data.mean(axis=1) * _FULL_SCALE, int(rate)
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1)
+    return mono * np.float32(_FULL_SCALE), int(rate)
 
 
 def served_wav_bytes(path: str | os.PathLike | Path, seed: int | bytes | str) -> bytes:
