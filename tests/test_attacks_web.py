@@ -41,6 +41,15 @@ def test_api_descriptions_are_closed(app):
     assert httpx.get(f"{base}/config").status_code == 200  # the page itself still loads
 
 
+def test_a_session_cannot_write_its_page_state_to_the_server_through_a_deep_link(app):
+    base, ws, invites = app
+    rater = RawGradio(base)
+    join, _ = rater.dependency("rater_join")
+    assert rater.call(join, [invites[0], None])["success"]  # the session exists
+    assert httpx.get(f"{base}/gradio_api/deep_link", params={"session_hash": rater.session_hash}).status_code == 404
+    assert not list(ws.root.rglob("deep_links"))
+
+
 def test_an_unknown_event_is_a_client_error_without_internals(app):
     base, *_ = app
     for index in (9999, -1, 2**40):

@@ -6,7 +6,7 @@
 * Every other request body is small (a rater's answers, a job's JSON): bounded, and checked whole
   before Gradio sees it, so a 50 MB "language" never reaches a callback.
 * A queue event naming a function that does not exist gets 422, not Gradio's 500.
-* Gradio's own OpenAPI description and docs routes are closed (ours are off in FastAPI already).
+* Gradio's own OpenAPI description, docs and deep-link routes are closed (ours are off in FastAPI already).
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ from starlette.requests import cookie_parser
 CLIENT_COOKIE = "obt_client"
 CLIENT_COOKIE_SECONDS = 30 * 24 * 3600
 MAX_BODY_BYTES = 256 * 1024  # the largest non-upload request: a job's JSON parameters are a few kB
+# (deep links write a file of a session's whole page state to the server's disk on every call: not a feature a
+# blinded study may offer)
 CLOSED_PATHS = frozenset({"/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect", "/gradio_api/openapi.json",
-                          "/gradio_api/docs", "/gradio_api/redoc"})
+                          "/gradio_api/docs", "/gradio_api/redoc", "/gradio_api/deep_link"})
 QUEUE_JOIN = "/gradio_api/queue/join"
 
 

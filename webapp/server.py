@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from webapp import gradio_tuning  # before any Blocks exists: it sets what Gradio's queue reads
 from webapp.auth import AdminSession, cookie_key, researcher_from_cookie
 from webapp.config import AppConfig, load_config
 from webapp.context import AppContext, make_context
@@ -28,11 +28,6 @@ from webapp.guard import Guard, GuardSettings
 HOUSEKEEPING_SECONDS = 300.0  # expired audio links, stale throttle rows, uploads nobody ingested
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-# Gradio's queue rebuilds a pandas summary of its last 10,000 events after EVERY event (for its monitoring page,
-# which we do not serve): with 50 raters that was ~8 % of the app's CPU and grew with uptime. Summarise rarely,
-# over few events. Read when the queue is created, so set before any Blocks exists.
-os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100000")
-os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "200")
 PRODUCT = "obt-eval"
 # One theme for every tab: the house orange, consistent spacing; system fonts (a rater's phone fetches no web font).
 THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue="slate", radius_size="md",
@@ -77,6 +72,7 @@ def build_blocks(ctx: AppContext) -> gr.Blocks:
                          show_progress="hidden", queue=False)
     # Rater events opt out of the default one-at-a-time lane; researchers' heavy callbacks keep it.
     demo.queue(default_concurrency_limit=1, max_size=2000)
+    gradio_tuning.tune_queue(demo)
     ctx.uploaded = demo.upload_file_set
     return demo
 
@@ -98,6 +94,7 @@ def create_app(config: AppConfig) -> Guard:
     from webapp import audio, auth, downloads
 
     ctx = make_context(config)
+    gradio_tuning.lazy_session_state()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -168,6 +165,7 @@ def serve(config: AppConfig) -> None:
         restore_if_missing(config)
     app = create_app(config)
     start_background(config)
+    gradio_tuning.settle_memory()
     url = f"http://{'localhost' if config.host in ('0.0.0.0', '127.0.0.1') else config.host}:{config.port}"
     print(f"obt-eval app on {url}", flush=True)
     if config.password_generated:
