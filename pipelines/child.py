@@ -35,7 +35,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 3
 # each job (cheap), so a job runs the library code on disk. Nothing here may start CUDA (a job's
 # CUDA_VISIBLE_DEVICES is set after the fork) or threads that fork cannot copy (BLAS and Arrow pools handle it).
 PRELOAD = ("numpy", "torch", "scipy.signal", "scipy.stats", "scipy.ndimage", "pandas", "pyarrow.parquet", "numba",
-           "librosa", "soundfile", "soxr", "pyloudnorm", "pydantic", "sqlalchemy")
+           "librosa", "librosa.sequence", "librosa.effects", "librosa.feature", "librosa.filters", "soundfile", "soxr",
+           "pyloudnorm", "pystoi", "pyworld", "pydantic", "sqlalchemy")
 
 
 def _die_with_parent() -> None:
