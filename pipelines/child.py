@@ -31,12 +31,13 @@ RESULT_FILE = "result.json"
 ERROR_FILE = "error.json"
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR = 0, 1, 3
 # What the fork server imports once for every job: the third-party modules the steps' library code imports at
-# module level (about 5 s on a quiet 2-core machine, 10-15 s under load). obt_eval itself is imported afresh by
-# each job (cheap), so a job runs the library code on disk. Nothing here may start CUDA (a job's
-# CUDA_VISIBLE_DEVICES is set after the fork) or threads that fork cannot copy (BLAS and Arrow pools handle it).
-PRELOAD = ("numpy", "torch", "scipy.signal", "scipy.stats", "scipy.ndimage", "pandas", "pyarrow.parquet", "numba",
-           "librosa", "librosa.sequence", "librosa.effects", "librosa.feature", "librosa.filters", "soundfile", "soxr",
-           "pyloudnorm", "pystoi", "pyworld", "pydantic", "sqlalchemy")
+# module level or on first use (torch's optimizers import torch._dynamo) — about 5 s on a quiet 2-core machine,
+# 10-15 s under load. obt_eval itself is imported afresh by each job (cheap), so a job runs the library code on
+# disk. Nothing here may start CUDA (a job's CUDA_VISIBLE_DEVICES is set after the fork) or threads that fork
+# cannot copy (the BLAS and Arrow pools handle it).
+PRELOAD = ("numpy", "torch", "torch._dynamo", "scipy.signal", "scipy.stats", "scipy.ndimage", "pandas",
+           "pyarrow.parquet", "numba", "librosa", "librosa.sequence", "librosa.effects", "librosa.feature",
+           "librosa.filters", "soundfile", "soxr", "pyloudnorm", "pystoi", "pydantic", "sqlalchemy")
 
 
 def _die_with_parent() -> None:
