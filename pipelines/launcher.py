@@ -6,9 +6,9 @@ under load, on every stage of an experiment. The worker therefore keeps one fork
 (``python -m pipelines.child --serve``) that has imported them once and forks a process per job. The job's
 process is the same either way: its own process group, its environment, its log, its exit status.
 
-The fresh-Python path stays: outside a worker, when ``OBT_EVAL_FORKSERVER=0``, when the environment changed
-since the server started (modules read some variables when they are imported), and whenever the server is
-not usable (it is then started again for the next job).
+The fresh-Python path stays: outside a worker, when ``OBT_EVAL_FORKSERVER=0``, while the server is still
+importing (right after the worker starts), when the environment changed since the server started (modules read
+some variables when they are imported), and whenever the server is not usable (it is then started again).
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ def _server_for(env: dict[str, str]) -> ForkServer | None:
             except OSError as exc:
                 print(f"worker: could not start the job fork server: {exc}", file=sys.stderr)
                 return None
-        return _server if _server.base_env == _base(env) else None
+        # Until it has imported everything, a fresh Python starts the job sooner than waiting for the server would.
+        return _server if _server.base_env == _base(env) and _server.ready.is_set() else None
 
 
 class _Forked:
@@ -118,6 +119,7 @@ class ForkServer:
         self._starts: dict[int, list] = {}  # request id -> [event, pid or error]
         self._running: dict[int, _Forked] = {}
         self._closed = False
+        self.ready = threading.Event()  # set once the server has imported PRELOAD and waits for jobs
         threading.Thread(target=self._read, daemon=True, name="job-fork-server").start()
 
     def usable(self) -> bool:
@@ -155,7 +157,9 @@ class ForkServer:
             except json.JSONDecodeError:
                 continue
             with self._state_lock:
-                if "id" in message:
+                if message.get("ready"):
+                    self.ready.set()
+                elif "id" in message:
                     answer = self._starts.pop(message["id"], None)
                     if answer is None:
                         continue

@@ -38,6 +38,13 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def warm(env: dict[str, str]) -> launcher.ForkServer:
+    """Start the launcher's server for `env` and wait until it has imported what it pre-imports."""
+    launcher._server_for(env)
+    assert launcher._server.ready.wait(WAIT_SECONDS)
+    return launcher._server
+
+
 def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
 
@@ -45,6 +52,9 @@ def base_env() -> dict[str, str]:
 def test_a_forked_job_has_its_own_group_environment_log_and_exit_status(tmp_path, forking):
     env = {**base_env(), "CUDA_VISIBLE_DEVICES": "1", "OBT_EVAL_HOME": str(tmp_path / "ws")}
     ok = job_folder(tmp_path, "ok", seconds=0.2)
+    cold = launcher.start(ok, env, ok / "log.txt")  # the server is still importing: a fresh Python runs it
+    assert isinstance(cold, subprocess.Popen) and cold.wait(WAIT_SECONDS) == 0
+    warm(env)
     proc = launcher.start(ok, env, ok / "log.txt")
     assert not isinstance(proc, subprocess.Popen)  # forked by the server, not a fresh Python
     assert proc.wait(WAIT_SECONDS) == 0
@@ -69,16 +79,17 @@ def test_a_forked_job_has_its_own_group_environment_log_and_exit_status(tmp_path
 def test_jobs_die_with_their_server_and_a_changed_environment_gets_a_fresh_process(tmp_path, forking):
     env = {**base_env(), "OBT_EVAL_HOME": str(tmp_path / "ws")}
     long = job_folder(tmp_path, "long", seconds=600)
+    first = warm(env)
     proc = launcher.start(long, env, long / "log.txt")
     wait_for(lambda: (long / "progress.json").exists(), what="the long job to start")
-    first = launcher._server
     first.proc.kill()  # the server crashes: its job must not run on unwatched
     assert proc.wait(WAIT_SECONDS) == -signal.SIGTERM
     assert not alive(proc.pid)
 
     again = job_folder(tmp_path, "again", seconds=0.1)
-    proc = launcher.start(again, env, again / "log.txt")  # a new server serves the next job
-    assert not isinstance(proc, subprocess.Popen) and launcher._server is not first
+    assert warm(env) is not first  # a new server serves the next jobs
+    proc = launcher.start(again, env, again / "log.txt")
+    assert not isinstance(proc, subprocess.Popen)
     assert proc.wait(WAIT_SECONDS) == 0
 
     # a variable that modules may read when imported changed since the server started: a fresh Python runs it
