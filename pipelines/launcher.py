@@ -6,7 +6,7 @@ under load, on every stage of an experiment. The worker therefore keeps one fork
 (``python -m pipelines.child --serve``) that has imported them once and forks a process per job. The job's
 process is the same either way: its own process group, its environment, its log, its exit status.
 
-The fresh-Python path stays: outside a worker, when ``OBT_EVAL_FORKSERVER=0``, while the server is still
+The fresh-Python path stays: for GPU jobs, outside a worker, when ``OBT_EVAL_FORKSERVER=0``, while the server is still
 importing (right after the worker starts), when the environment changed since the server started (modules read
 some variables when they are imported), and whenever the server is not usable (it is then started again).
 """
@@ -38,9 +38,11 @@ class JobProcess(Protocol):
     def wait(self, timeout: float | None = None) -> int: ...
 
 
-def start(folder: Path, env: dict[str, str], log_path: Path) -> JobProcess:
-    """Start the job in `folder` with `env`, stdout and stderr appended to `log_path`."""
-    server = _server_for(env)
+def start(folder: Path, env: dict[str, str], log_path: Path, gpu: bool = False) -> JobProcess:
+    """Start the job in `folder` with `env`, stdout and stderr appended to `log_path`. A job on a GPU (`gpu`) is
+    always a fresh Python: CUDA must first start in a process that has never forked, with the slot's
+    CUDA_VISIBLE_DEVICES, and its imports are nothing beside minutes of GPU work."""
+    server = None if gpu else _server_for(env)
     if server is not None:
         proc = server.start(folder, env, log_path)
         if proc is not None:

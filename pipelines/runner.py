@@ -160,7 +160,7 @@ def _run_child(job_id: int, kind: str, params: dict, workspace: Workspace, devic
     log_path = folder / jobs.LOG_FILE
     with open(log_path, "ab") as log:
         log.write(f"\n--- {utcnow().isoformat(timespec='seconds')} started on {worker_id()}\n".encode())
-    proc = launcher.start(folder, _child_env(workspace, device_index), log_path)
+    proc = launcher.start(folder, _child_env(workspace, device_index), log_path, gpu=spec["device"] == "cuda")
     _set(job_id, workspace, pid=proc.pid, log_path=str(log_path))
     rc = _watch(job_id, workspace, proc, folder)
     return _record_outcome(job_id, workspace, folder, rc)

@@ -92,6 +92,11 @@ def test_jobs_die_with_their_server_and_a_changed_environment_gets_a_fresh_proce
     assert not isinstance(proc, subprocess.Popen)
     assert proc.wait(WAIT_SECONDS) == 0
 
+    gpu = job_folder(tmp_path, "gpu", seconds=0.1)  # a GPU job: CUDA starts in a process that never forked
+    proc = launcher.start(gpu, {**env, "CUDA_VISIBLE_DEVICES": "0"}, gpu / "log.txt", gpu=True)
+    assert isinstance(proc, subprocess.Popen) and proc.wait(WAIT_SECONDS) == 0
+    assert json.loads((gpu / "result.json").read_text())["artifacts"]["visible_gpus"] == "0"
+
     # a variable that modules may read when imported changed since the server started: a fresh Python runs it
     changed = job_folder(tmp_path, "changed", seconds=0.1)
     proc = launcher.start(changed, {**env, "HF_HOME": str(tmp_path / "hf")}, changed / "log.txt")
