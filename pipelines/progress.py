@@ -100,14 +100,20 @@ class JobTqdm(tqdm.std.tqdm):
         return super().display(msg, pos)
 
 
-def install(job_dir: Path) -> ProgressFile:
-    """Route every tqdm bar created from now on to `job_dir`'s progress file. Call before importing the library."""
-    global _current
-    _current = ProgressFile(job_dir)
+def use_job_tqdm() -> None:
+    """Make `JobTqdm` the tqdm that library modules imported from now on bind (it reports to the current job's
+    progress file, or nowhere before `install`). The fork server calls it before it pre-imports anything."""
     # `from tqdm import tqdm` in a library module binds whatever these names hold at import time.
     tqdm_module.tqdm = JobTqdm
     tqdm.std.tqdm = JobTqdm
     tqdm.auto.tqdm = JobTqdm
+
+
+def install(job_dir: Path) -> ProgressFile:
+    """Route every tqdm bar created from now on to `job_dir`'s progress file. Call before importing the library."""
+    global _current
+    _current = ProgressFile(job_dir)
+    use_job_tqdm()
     _current.write(force=True)
     return _current
 

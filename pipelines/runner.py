@@ -1,6 +1,7 @@
 """How a worker runs one job: claim the row, start the child process, watch it, record the outcome.
 
-The child runs in its own process group (pid recorded on the row), so cancel kills the whole job.
+The child runs in its own process group (pid recorded on the row), so cancel kills the whole job; a worker
+forks it from its warm fork server (`pipelines.launcher`).
 While it runs, the worker copies its progress file to the row every second and watches the row for a
 cancel. When a worker starts, jobs that its machine was running when a previous worker died are marked
 failed (they can be resumed: every step continues from its artifacts).
@@ -22,7 +23,7 @@ from sqlalchemy import select, update
 from db.models import Job, utcnow
 from obt_eval.processes import pid_alive
 from obt_eval.workspace import Workspace
-from pipelines import jobs
+from pipelines import jobs, launcher
 from pipelines.child import ENV_WORKER_PID, ERROR_FILE, RESULT_FILE, SPEC_FILE
 from pipelines.progress import read_progress
 from pipelines.slots import gpu_count, gpu_slot, slot_device
@@ -159,18 +160,13 @@ def _run_child(job_id: int, kind: str, params: dict, workspace: Workspace, devic
     log_path = folder / jobs.LOG_FILE
     with open(log_path, "ab") as log:
         log.write(f"\n--- {utcnow().isoformat(timespec='seconds')} started on {worker_id()}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.child", str(folder)], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=_child_env(workspace, device_index), start_new_session=True,
-            cwd=str(Path(__file__).resolve().parent.parent),
-        )
+    proc = launcher.start(folder, _child_env(workspace, device_index), log_path, gpu=spec["device"] == "cuda")
     _set(job_id, workspace, pid=proc.pid, log_path=str(log_path))
     rc = _watch(job_id, workspace, proc, folder)
     return _record_outcome(job_id, workspace, folder, rc)
 
 
-def _watch(job_id: int, workspace: Workspace, proc: subprocess.Popen, folder: Path) -> int:
+def _watch(job_id: int, workspace: Workspace, proc: launcher.JobProcess, folder: Path) -> int:
     last_fraction = -1.0
     killed_at: float | None = None
     next_check = 0.0

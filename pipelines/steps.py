@@ -8,6 +8,7 @@ killed job with the same parameters continues where it stopped.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,7 +113,9 @@ def run_selftest(p: SelftestParams, ctx: StepContext) -> dict:
             raise BadInputError("selftest asked to fail", "run it with fail=false")
     out = ctx.job_dir / "selftest.txt"
     out.write_text(f"counted {ticks} ticks\n", encoding="utf-8")
-    return {"file": str(out), "ticks": ticks}
+    # what the job process was given: on a GPU machine, the slot's GPU (the process sees it as cuda:0)
+    return {"file": str(out), "ticks": ticks, "device": ctx.device,
+            "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 # --- ingest ---------------------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ def _is_worker(pid: int | None) -> bool:
 
 def run_worker(workspace: Workspace, slots: int | None = None, recover: bool = True) -> None:
     """Serve the queue until SIGINT/SIGTERM; `slots` GPU slots (default: the GPUs here, or one CPU slot)."""
+    from pipelines import launcher
     from pipelines.queue import get_huey, set_worker_context
     from pipelines.runner import recover_orphans
     from pipelines.slots import gpu_count
@@ -114,6 +115,7 @@ def run_worker(workspace: Workspace, slots: int | None = None, recover: bool = T
     fcntl.flock(holder, fcntl.LOCK_SH)
     count = gpu_count() if slots is None else slots
     set_worker_context(workspace, count)
+    launcher.enable()  # jobs fork from a warm interpreter instead of importing torch & co. each time
     if recover:
         failed = recover_orphans(workspace)
         if failed:

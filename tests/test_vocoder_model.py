@@ -11,7 +11,7 @@ from obt_eval.vocoder.config import GeneratorConfig, VocoderConfig, preset
 from obt_eval.vocoder.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from obt_eval.vocoder.generator import UnitGenerator
 from obt_eval.vocoder.losses import mel_spectrogram
-from obt_eval.vocoder.metrics import f0_metrics, freqt, mcd, sp2mc
+from obt_eval.vocoder.metrics import MCEP_ALPHA, f0_metrics, freqt, mcd, sp2mc
 from obt_eval.vocoder.postprocess import OutputPolicy, apply_policy, integrated_loudness
 
 # tiny convolutions are dominated by OpenMP start-up on a busy 2-core machine
@@ -116,6 +116,9 @@ def test_policy_gives_one_loudness_and_one_silence_margin():
 def test_freqt_identity_and_mcd():
     c = np.random.default_rng(0).standard_normal((4, 30))
     assert np.allclose(freqt(c, 29, 0.0), c)  # alpha 0 is no warping
+    warped = freqt(c, 300, MCEP_ALPHA)  # the all-pass warp is undone by the opposite alpha (long enough order)
+    assert not np.allclose(warped[:, :30], c) and np.allclose(freqt(warped, 29, -MCEP_ALPHA), c, atol=1e-9)
+    assert np.allclose(freqt(c[:1], 24, MCEP_ALPHA), freqt(c, 24, MCEP_ALPHA)[:1])  # frames are independent
     sp = np.abs(np.random.default_rng(1).standard_normal((10, 513))) + 0.1
     mc = sp2mc(sp)
     path = np.stack([np.arange(10), np.arange(10)], axis=1)

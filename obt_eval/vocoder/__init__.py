@@ -2,16 +2,35 @@
 and objective resynthesis metrics against the original recordings.
 
     from obt_eval.vocoder import preset, train_vocoder, Vocoder, synthesize_units, resynthesis_metrics
+
+The names load on first use: `obt_eval.vocoder.config` (presets, read by every option check in the app, the
+CLI and the worker) must not pull torch, scipy.signal and pyloudnorm in with it (seconds on 2 cores).
 """
 
-from obt_eval.vocoder.checkpoint import codebook_hash
-from obt_eval.vocoder.config import PRESETS, VocoderConfig, preset
-from obt_eval.vocoder.metrics import compare, resynthesis_metrics, summarise
-from obt_eval.vocoder.postprocess import OutputPolicy
-from obt_eval.vocoder.synthesis import SynthesisReport, SynthItem, Vocoder, synthesize_units
-from obt_eval.vocoder.train import TrainResult, train_vocoder
+from __future__ import annotations
 
-__all__ = [
-    "PRESETS", "OutputPolicy", "SynthItem", "SynthesisReport", "TrainResult", "Vocoder", "VocoderConfig",
-    "codebook_hash", "compare", "preset", "resynthesis_metrics", "summarise", "synthesize_units", "train_vocoder",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "codebook_hash": "checkpoint",
+    "PRESETS": "config", "VocoderConfig": "config", "preset": "config",
+    "compare": "metrics", "resynthesis_metrics": "metrics", "summarise": "metrics",
+    "OutputPolicy": "postprocess",
+    "SynthesisReport": "synthesis", "SynthItem": "synthesis", "Vocoder": "synthesis", "synthesize_units": "synthesis",
+    "TrainResult": "train", "train_vocoder": "train",
+}
+
+__all__ = sorted(_WHERE, key=str.lower)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

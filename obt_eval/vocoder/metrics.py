@@ -11,6 +11,7 @@ Any folder of WAVs named by utterance id (another team's vocoder) is scored the 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,17 @@ METRIC_COLUMNS = ["mcd_db", "f0_rmse_hz", "f0_rmse_cents", "gpe", "vde", "ffe", 
 def freqt(c: np.ndarray, order: int, alpha: float) -> np.ndarray:
     """SPTK's frequency transform (all-pass warping) of cepstra, vectorised over frames (rows)."""
     c = np.atleast_2d(c)
+    # The recursion is linear in c: run it once on the identity (the transform's matrix), then each call is one
+    # matrix product instead of ~n·order small numpy operations (0.2 s per utterance on 2 cores).
+    return c @ _freqt_matrix(c.shape[1], order, float(alpha))
+
+
+@functools.lru_cache(maxsize=8)
+def _freqt_matrix(n_in: int, order: int, alpha: float) -> np.ndarray:
+    return _freqt_recursion(np.eye(n_in), order, alpha)
+
+
+def _freqt_recursion(c: np.ndarray, order: int, alpha: float) -> np.ndarray:
     beta = 1.0 - alpha * alpha
     g = np.zeros((c.shape[0], order + 1))
     for i in range(c.shape[1] - 1, -1, -1):
