@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import re
@@ -113,6 +114,23 @@ class Rater:
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
+def run_raters(base: str, config: dict, plan: list[tuple[str, float]], clip_seconds: float, think_seconds: float,
+               trials: int, max_seconds: float, results) -> None:  # noqa: ANN001 — a multiprocessing queue
+    """One client process: its raters, one thread each; puts (timings, ratings submitted, errors) on `results`."""
+    timings: dict[str, list[float]] = {}
+    lock = threading.Lock()
+    raters = [Rater(base, config, invite, clip_seconds, think_seconds, timings, lock) for invite, _ in plan]
+    for rater, (_, delay) in zip(raters, plan, strict=True):
+        rater.start_delay = delay
+    deadline = time.monotonic() + max_seconds
+    threads = [threading.Thread(target=r.run, args=(trials, deadline)) for r in raters]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.put((timings, sum(r.submitted for r in raters), [e for r in raters for e in r.errors]))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
     try:
@@ -143,6 +161,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12, help="trials per rater (a block has 12)")
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--clip-seconds", type=float, default=2.0, help="length of every clip (A and B)")
+    parser.add_argument("--client-processes", type=int, default=min(8, os.cpu_count() or 1) * 2,
+                        help="processes the simulated raters are spread over (a browser each, in reality)")
     parser.add_argument("--think-seconds", type=float, default=3.0,
                         help="time to decide after both clips (0: a stress test far above real raters' pace)")
     args = parser.parse_args()
@@ -171,21 +191,31 @@ def main() -> None:
                 except httpx.HTTPError:
                     time.sleep(0.1)
             config = httpx.get(f"{base}/config").json()
-            timings: dict[str, list[float]] = {}
-            lock = threading.Lock()
-            raters = [Rater(base, config, i["invite_token"], args.clip_seconds, args.think_seconds, timings, lock)
-                      for i in made["invites"]]
             rng = random.Random(0)
-            for r in raters:
-                r.start_delay = rng.uniform(0, 2 * args.clip_seconds + args.think_seconds)
+            plan = [(i["invite_token"], rng.uniform(0, 2 * args.clip_seconds + args.think_seconds))
+                    for i in made["invites"]]
+            groups = [plan[k::args.client_processes] for k in range(args.client_processes)]
             cpu_before = cpu_seconds(server.pid)
-            deadline = time.monotonic() + args.max_seconds
-            threads = [threading.Thread(target=r.run, args=(args.trials, deadline)) for r in raters]
+            deadline_s = args.max_seconds
             t_run = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            # Real raters are separate browsers: the simulated ones run in several processes, so the client's own
+            # GIL does not add its queueing to the latencies measured.
+            ctx = multiprocessing.get_context("spawn")
+            results = ctx.Queue()
+            clients = [ctx.Process(target=run_raters, args=(base, config, group, args.clip_seconds,
+                                                            args.think_seconds, args.trials, deadline_s, results))
+                       for group in groups if group]
+            for c in clients:
+                c.start()
+            timings: dict[str, list[float]] = {}
+            outcomes = []
+            for _ in clients:
+                part, submitted, errors = results.get()
+                for kind, values in part.items():
+                    timings.setdefault(kind, []).extend(values)
+                outcomes.append((submitted, errors))
+            for c in clients:
+                c.join()
             wall = time.perf_counter() - t_run
             server_cpu = cpu_seconds(server.pid) - cpu_before
         finally:
@@ -199,12 +229,12 @@ def main() -> None:
 
         with database(ws).session() as s:
             stored = s.scalar(select(func.count(Trial.id)).where(Trial.submitted_at.is_not(None)))
-        submitted = sum(r.submitted for r in raters)
-        errors = [e for r in raters for e in r.errors]
+        submitted = sum(n for n, _ in outcomes)
+        errors = [e for _, errs in outcomes for e in errs]
         out = {
             "raters": args.raters, "trials_per_rater": args.trials, "cpu_cores": os.cpu_count(),
             "clip_seconds": args.clip_seconds, "think_seconds": args.think_seconds,
-            "trials_per_second": round(sum(r.submitted for r in raters) / wall, 2),
+            "client_processes": len(outcomes), "trials_per_second": round(submitted / wall, 2),
             "setup_seconds": round(setup_s, 1), "run_seconds": round(wall, 1),
             "serve_trial_on_join_or_reload": summary(timings.get("rater_join", [])),
             "record_rating_and_serve_next_trial": summary(timings.get("rater_submit", [])),

@@ -56,3 +56,19 @@ def _all_blocks():
     import gradio as gr
 
     return [o for o in gc.get_objects() if type(o) is gr.Blocks]
+
+
+def test_the_app_runs_callbacks_and_routes_on_a_few_threads(monkeypatch):
+    """Forty threads share one GIL-bound core forty ways (a 5 ms write then holds SQLite's lock for 25 ms+)."""
+    import anyio
+    import anyio.to_thread
+
+    from webapp.gradio_tuning import DEFAULT_THREADS, ENV_THREADS, limit_worker_threads
+
+    async def cap() -> tuple[int, int]:
+        return limit_worker_threads(), anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    monkeypatch.delenv(ENV_THREADS, raising=False)
+    assert anyio.run(cap) == (DEFAULT_THREADS, DEFAULT_THREADS) and DEFAULT_THREADS < 40
+    monkeypatch.setenv(ENV_THREADS, "12")  # a remote PostgreSQL: requests wait on the network, more threads help
+    assert anyio.run(cap) == (12, 12)

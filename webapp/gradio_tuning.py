@@ -71,6 +71,24 @@ def lazy_session_state() -> None:
     gradio.state_holder.SessionState = LazySessionState
 
 
+# Threads that run callbacks and plain routes at once (Starlette's and Gradio's default: 40). The app's work is
+# Python holding the GIL, so 40 threads only share one core 40 ways: a database write that needs 5 ms of CPU then
+# held SQLite's write lock for 25 ms and more (p95), and every other writer queued behind it. A few threads keep
+# each request's share of the core high; requests wait their turn instead (measured: p95 next-trial 570 -> 250 ms,
+# benchmarks/app_load.py, 50 raters, 2 cores). More help only while requests wait on a remote database.
+ENV_THREADS = "OBT_EVAL_APP_THREADS"
+DEFAULT_THREADS = 4
+
+
+def limit_worker_threads() -> int:
+    """Cap the event loop's worker threads at $OBT_EVAL_APP_THREADS (default 4); call inside the running loop."""
+    import anyio.to_thread
+
+    threads = max(1, int(os.environ.get(ENV_THREADS) or DEFAULT_THREADS))
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+    return threads
+
+
 def settle_memory() -> None:
     """Exempt everything built at start-up (libraries, Blocks and their configs: ~360,000 objects) from the garbage
     collector's full passes. Each full pass walked them all, ~0.3 s with the GIL held, every few seconds under load:

@@ -106,6 +106,7 @@ def create_app(config: AppConfig) -> Guard:
                 except Exception:  # noqa: BLE001 — a failed round is logged; the next one tries again
                     log.exception("housekeeping failed")
 
+        gradio_tuning.limit_worker_threads()
         task = asyncio.create_task(loop())
         try:
             yield
