@@ -313,8 +313,6 @@ def build_rate_tab(ctx: AppContext) -> dict:
             )
         elif screen.name in DONE_TEXT:
             out[done_text] = DONE_TEXT[screen.name]
-        else:
-            out[done_text] = ""
         return out
 
     def bind(session: R.RaterSession, request: gr.Request | None) -> R.RaterSession:
