@@ -11,6 +11,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(items):
+    """Test files holding a slow or browser test run first: the parallel workers (pytest-xdist, one file at a time)
+    start with the long files and end together on the short ones, instead of one worker taking a two-minute file
+    at the end while the other idles."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: each file's tests keep their order
+
+
 @pytest.fixture(scope="session", autouse=True)
 def machine_folders_of_this_test_process(tmp_path_factory):
     """Folders that the product keeps once per machine (GPU slot locks, Gradio's upload folder), private to this
