@@ -16,6 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ENV_GPUS = "OBT_EVAL_GPUS"  # job slots of this machine (default: CUDA devices, or 1 CPU slot); CPU slots without CUDA
+# The folder of the slot locks (default: one per user in the machine's temp folder). Test runs give each
+# process its own, so that parallel test workers, each playing a machine of its own, do not wait on each
+# other's slots.
+ENV_SLOT_LOCKS = "OBT_EVAL_SLOT_LOCKS"
 
 
 def gpu_count() -> int:
@@ -51,7 +55,7 @@ def slot_device(index: int | None) -> str | None:
 
 
 def lock_dir() -> Path:
-    path = Path(tempfile.gettempdir()) / f"obt-eval-slots-{os.getuid()}"
+    path = Path(os.environ.get(ENV_SLOT_LOCKS) or Path(tempfile.gettempdir()) / f"obt-eval-slots-{os.getuid()}")
     path.mkdir(parents=True, exist_ok=True)
     return path
 

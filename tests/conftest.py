@@ -11,6 +11,26 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(items):
+    """Test files holding a slow or browser test run first: the parallel workers (pytest-xdist, one file at a time)
+    start with the long files and end together on the short ones, instead of one worker taking a two-minute file
+    at the end while the other idles."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow") or item.get_closest_marker("browser")}
+    items.sort(key=lambda item: item.path not in heavy)  # stable: each file's tests keep their order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_folders_of_this_test_process(tmp_path_factory):
+    """Folders that the product keeps once per machine (GPU slot locks, Gradio's upload folder), private to this
+    test process: parallel pytest-xdist workers and other test runs on the machine must not wait on each other's
+    slots or sweep each other's uploads. Set before any job worker or app starts, so they inherit them."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OBT_EVAL_SLOT_LOCKS", str(tmp_path_factory.mktemp("slot-locks")))
+    mp.setenv("GRADIO_TEMP_DIR", str(tmp_path_factory.mktemp("gradio")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """An empty workspace, also set as $OBT_EVAL_HOME so CLI calls without --workspace use it."""

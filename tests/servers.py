@@ -1,7 +1,8 @@
 """Real PostgreSQL and Redis servers for the tests: which one to use, and whether its absence skips or fails.
 
 `.ci/run` starts both servers and sets `OBT_EVAL_TEST_DB` (a PostgreSQL URL whose user may create
-databases) and `OBT_EVAL_TEST_REDIS_URL` (a scratch Redis database that the tests empty). Under CI a
+databases) and `OBT_EVAL_TEST_REDIS_URL` (a scratch Redis database that the tests empty; each pytest-xdist worker uses
+a database of its own, see `worker_redis_url`). Under CI a
 missing server, URL or driver fails the test; on a developer machine without the URLs those variants
 skip and say how to run them.
 """
@@ -64,9 +65,22 @@ def postgres_database() -> Iterator[str]:
         admin.dispose()
 
 
+def worker_redis_url(url: str) -> str:
+    """`url` for this pytest-xdist worker: worker gwN uses database (the URL's database + 1 + N), so that one
+    worker emptying its database never drops the queue messages of a test running in another."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url  # not under xdist: the URL's own database
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + 1 + int(worker[2:])}"))
+
+
 def redis_database() -> str:
     """The test Redis database, emptied (a queue message left by an earlier test must not reach this one)."""
-    url = require_url(ENV_TEST_REDIS, "Redis")
+    url = worker_redis_url(require_url(ENV_TEST_REDIS, "Redis"))
     redis = require_module("redis", "redis")
     client = redis.Redis.from_url(url, socket_connect_timeout=10)
     try:
