@@ -117,6 +117,33 @@ def test_a_double_submit_counts_once(study):
         assert sorted(r.score for r in trial.ratings) == [1, 5]
 
 
+def test_a_rating_is_kept_when_the_next_trial_cannot_be_served_with_it(study, monkeypatch):
+    """The rating and the next trial's serve share one transaction; a failing serve must not take the rating along."""
+    from obt_eval.errors import ObtEvalError
+
+    ctx, (invite, _) = study
+    client = TestClient(_audio_app(ctx))
+    session = R.RaterSession()
+    R.open_invite(ctx, session, invite)
+    R.save_profile(ctx, session, "Yes", "No", "", consent=True)
+    _listen(ctx, session, client)
+    rated = session.trial.trial_token
+
+    def broken(*_args, **_kwargs):
+        raise ObtEvalError("the audio links could not be made")
+
+    monkeypatch.setattr(R.audio_links, "mint_links", broken)
+    screen, recorded = R.submit(ctx, session, 5, 2, "B")
+    assert recorded and screen.status.startswith("Saved.") and "audio links" in screen.status  # nothing lost
+    with ctx.db.session() as s:
+        trial = s.scalar(select(Trial).where(Trial.token == rated))
+        assert trial.submitted_at is not None and trial.preference == "B"
+        assert sorted(r.score for r in trial.ratings) == [2, 5]
+        assert all(r.served_at is None for r in s.scalars(select(Rating).where(Rating.trial_id != trial.id)))
+    monkeypatch.undo()
+    assert R.load_trial(ctx, session).name == "trial"  # the next trial comes once serving works again
+
+
 def _audio_app(ctx) -> FastAPI:
     app = FastAPI()
     app.include_router(router(ctx.tokens))

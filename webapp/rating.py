@@ -111,29 +111,35 @@ def save_profile(ctx: AppContext, session: RaterSession, native: str | None, lin
     return load_trial(ctx, session)
 
 
+def _serve(s, session: RaterSession) -> tuple[TrialView | None, dict[str, str] | str | None]:
+    """Inside a write transaction: the next (or current) trial and its audio links, or why there is none."""
+    view = next_trial(s, session.invite)  # a first serve or a block assignment writes
+    if view is None:
+        return None, why_no_trial(s, session.invite)
+    try:  # the audio links in the same transaction: one write per page load
+        return view, audio_links.mint_links(s, session.invite, {"A": view.audio_a, "B": view.audio_b},
+                                            session.binding)
+    except TooManyReloads:
+        return view, None
+
+
 def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
     """The rater's next (or current, after a reload) trial with fresh one-time audio URLs; or the end."""
     if not session.invite:
         return Screen("join", "Enter the invitation code you received.")
-
-    def serve(s) -> tuple[TrialView | None, dict[str, str] | str | None]:
-        view = next_trial(s, session.invite)  # a first serve or a block assignment writes
-        if view is None:
-            return None, why_no_trial(s, session.invite)
-        try:  # the audio links in the same transaction: one write per page load
-            return view, audio_links.mint_links(s, session.invite, {"A": view.audio_a, "B": view.audio_b},
-                                                session.binding)
-        except TooManyReloads:
-            return view, None
-
     try:
-        view, urls = ctx.write(serve)
+        view, urls = ctx.write(lambda s: _serve(s, session))
     except DatabaseBusy:
         return Screen("join", BUSY)
     except RatingRefused:
         return Screen("profile", "")
     except ObtEvalError as exc:
         return Screen("join", str(exc).split("\n")[0])
+    return _trial_screen(ctx, session, view, urls)
+
+
+def _trial_screen(ctx: AppContext, session: RaterSession, view: TrialView | None,
+                  urls: dict[str, str] | str | None) -> Screen:
     if view is None:
         session.trial, session.urls, session.finished = None, {}, True
         if urls == "full":
@@ -175,9 +181,16 @@ def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b:
         screen = Screen("trial", "Choose a score for each recording.", trial=session.trial, urls=dict(session.urls),
                         instructions=session.trial.instructions)
         return screen, False
+    def record_and_serve(s) -> tuple:
+        result = submit_rating(s, session.invite, session.trial.trial_token, a, b, preference or None)
+        try:  # the next trial in the same transaction (one wait for the write lock, not two); a savepoint, so
+            with s.begin_nested():  # whatever goes wrong serving it, the rating itself is kept
+                return result, _serve(s, session)
+        except ObtEvalError:
+            return result, None
+
     try:
-        result = ctx.write(lambda s: submit_rating(s, session.invite, session.trial.trial_token, a, b,
-                                                   preference or None))
+        result, served = ctx.write(record_and_serve)
     except DatabaseBusy:
         return Screen("trial", BUSY, trial=session.trial, urls=dict(session.urls),
                       instructions=session.trial.instructions), False
@@ -185,7 +198,7 @@ def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b:
         screen = Screen("trial", str(exc).split("\n")[0], trial=session.trial, urls=dict(session.urls),
                         instructions=session.trial.instructions)
         return screen, False
-    screen = load_trial(ctx, session)
-    if result.recorded:
-        screen.status = "Saved."
+    screen = _trial_screen(ctx, session, *served) if served is not None else load_trial(ctx, session)
+    if result.recorded:  # said even when the next trial could not be served (then with the reason)
+        screen.status = f"Saved. {screen.status}" if screen.status else "Saved."
     return screen, result.recorded
