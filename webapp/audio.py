@@ -13,11 +13,14 @@ minted for (`webapp.guard`), lives minutes, and at most a few are live per rater
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
@@ -28,6 +31,7 @@ from obt_eval.study.serving import served_wav_bytes
 from webapp.guard import CLIENT_COOKIE, binding_of
 
 RETRY_AFTER_SECONDS = 1
+AUDIO_THREADS = 2  # fetches and play events (webapp.gradio_tuning caps the app's other threads)
 
 
 def wav_bytes(path: str | Path, nonce: bytes | None = None) -> bytes:
@@ -68,11 +72,11 @@ class StimulusTokens:
             with_retries(mark)
         return data
 
-    def event(self, token: str, name: str, binding: str = "") -> dict | None:
-        """A playback event (recorded on the server); None for an unknown link or event."""
+    def event(self, token: str, name: str, binding: str = "", at: dt.datetime | None = None) -> dict | None:
+        """A playback event that reached the server at `at` (default: now); None for an unknown link or event."""
         def run() -> dict | None:
             with self._writing() as s:
-                return audio_links.playback_event(s, token, name, binding)
+                return audio_links.playback_event(s, token, name, binding, now=at)
         return with_retries(run)
 
     def purge(self) -> int:
@@ -108,15 +112,21 @@ def _binding(request: Request) -> str:
     return binding_of(request.cookies.get(CLIENT_COOKIE))
 
 
-def router(tokens: StimulusTokens) -> APIRouter:
-    """``GET /stim/{token}``: the bytes (with Range support, which iOS Safari needs for audio), never a name."""
+def router(tokens: StimulusTokens, threads: int = AUDIO_THREADS) -> APIRouter:
+    """``GET /stim/{token}``: the bytes (with Range support, which iOS Safari needs for audio), never a name.
+
+    Fetches and play events run on their own few threads, never queued behind the app's other work: a play
+    event's time is when it arrived (a full play is judged from the times of its play and its end), and a
+    rater's audio must not wait for a researcher's report.
+    """
     api = APIRouter()
+    limiter = anyio.CapacityLimiter(threads)
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Accept-Ranges": "bytes"}
 
     @api.get("/stim/{token}", include_in_schema=False)
-    def stimulus(token: str, request: Request) -> Response:
+    async def stimulus(token: str, request: Request) -> Response:
         try:
-            data = tokens.payload(token, _binding(request))
+            data = await anyio.to_thread.run_sync(tokens.payload, token, _binding(request), limiter=limiter)
         except DatabaseBusy:
             return _busy()
         if data is None:
@@ -130,10 +140,12 @@ def router(tokens: StimulusTokens) -> APIRouter:
                         headers={**headers, "Content-Range": f"bytes {start}-{end}/{len(data)}"})
 
     @api.post("/stim/{token}/{event}", include_in_schema=False)
-    def playback_event(token: str, event: str, request: Request) -> Response:
+    async def playback_event(token: str, event: str, request: Request) -> Response:
         # Play and end events go here, not through the Gradio queue: they are 4 per trial and must stay cheap.
+        arrived = audio_links.utcnow()  # before any wait for a thread: when the browser reported it, as near as we know
         try:
-            result = tokens.event(token, event, _binding(request))
+            result = await anyio.to_thread.run_sync(tokens.event, token, event, _binding(request), arrived,
+                                                    limiter=limiter)
         except DatabaseBusy:
             return _busy()  # the page retries after Retry-After
         if result is None:
