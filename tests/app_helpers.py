@@ -212,6 +212,15 @@ def researcher_page(browser, base: str, **context_options):
     return context, page
 
 
+def fill_profile(page) -> None:
+    """What a new rater does on the consent screen: answer the profile, consent, continue."""
+    page.locator("#obt-native input[value='Yes']").check()
+    page.locator("#obt-linguist input[value='No']").check()
+    page.locator("#obt-languages textarea, #obt-languages input").first.fill("pt-BR")
+    page.locator("#obt-consent input").check()
+    page.locator("#obt-continue").click()
+
+
 def play_both_and_rate(page, score_a: int, score_b: int) -> None:
     """What a rater does in one trial: play A and B to the end, wait for the unlock, rate both, submit."""
     wait_ms = WAIT_SECONDS * 1000

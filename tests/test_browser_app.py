@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from app_helpers import BROWSER_MARKS, PASSWORD, WAIT_SECONDS, play_both_and_rate, served_app
+from app_helpers import BROWSER_MARKS, PASSWORD, WAIT_SECONDS, fill_profile, play_both_and_rate, served_app
 from sqlalchemy import select
 
 pytestmark = BROWSER_MARKS
@@ -63,11 +63,7 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
     page.goto(f"{app['base']}/?invite={app['invite']}")
     page.wait_for_selector("#obt-profile", state="visible", timeout=WAIT_MS)
     assert not page.locator("#obt-tabs .tab-wrapper").is_visible()  # a rater's link shows only the Rate tab
-    page.locator("#obt-native input[value='Yes']").check()
-    page.locator("#obt-linguist input[value='No']").check()
-    page.locator("#obt-languages textarea, #obt-languages input").first.fill("pt-BR")
-    page.locator("#obt-consent input").check()
-    page.locator("#obt-continue").click()
+    fill_profile(page)
     page.wait_for_selector("#obt-trial", state="visible", timeout=WAIT_MS)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling on a phone
     counters = []

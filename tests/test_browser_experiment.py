@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from app_helpers import BROWSER_MARKS, WAIT_SECONDS, play_both_and_rate, researcher_page, served_app
+from app_helpers import BROWSER_MARKS, WAIT_SECONDS, fill_profile, play_both_and_rate, researcher_page, served_app
 
 pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -238,11 +238,7 @@ def complete_study_on_a_phone(browser, url: str) -> int:
     page.set_default_timeout(WAIT_MS)
     page.goto(url)
     page.wait_for_selector("#obt-profile", state="visible", timeout=WAIT_MS)
-    page.locator("#obt-native input[value='Yes']").check()
-    page.locator("#obt-linguist input[value='No']").check()
-    page.locator("#obt-languages textarea, #obt-languages input").first.fill("pt-BR")
-    page.locator("#obt-consent input").check()
-    page.locator("#obt-continue").click()
+    fill_profile(page)
     page.wait_for_selector("#obt-trial", state="visible", timeout=WAIT_MS)
     rated = 0
     for _ in range(40):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from app_helpers import BROWSER_MARKS, SCREEN_SIZES, WAIT_SECONDS, screenshot, served_app
+from app_helpers import BROWSER_MARKS, SCREEN_SIZES, WAIT_SECONDS, fill_profile, screenshot, served_app
 
 pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -66,11 +66,7 @@ def _tap(page, selector: str, phone: bool) -> None:
 
 def _profile(page) -> None:
     page.wait_for_selector("#obt-profile", state="visible", timeout=WAIT_MS)
-    page.locator("#obt-native input[value='Yes']").check()
-    page.locator("#obt-linguist input[value='No']").check()
-    page.locator("#obt-languages textarea, #obt-languages input").first.fill("pt-BR")
-    page.locator("#obt-consent input").check()
-    page.locator("#obt-continue").click()
+    fill_profile(page)
 
 
 def _no_sideways_scroll(page) -> bool:
