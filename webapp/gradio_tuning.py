@@ -2,7 +2,8 @@
 cores cannot afford, switched off or made lazy (each measured with py-spy under `benchmarks/app_load.py`).
 
 Import this module before any Blocks exists (the analytics settings are read when a queue is created).
-Written against gradio 6.x (pyproject pins <7); `tests/test_app_queue.py` checks each adjustment still holds.
+Written against gradio 6.x (pyproject pins <7); `tests/test_app_queue.py` checks the analytics settings, the
+lazy session configs, the frozen start-up objects and the thread cap (the queue poll is a plain setting).
 """
 
 from __future__ import annotations
