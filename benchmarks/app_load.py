@@ -1,7 +1,7 @@
 """App responsiveness under load: N simulated raters rating at once over HTTP on localhost.
 
 Starts ``python app.py`` (no job worker) on a generated study with one block per rater, then each
-simulated rater speaks the browser's protocol (Gradio queue/join + event stream, audio GETs):
+simulated rater speaks the rating page's protocol (`webapp.rater_page`: JSON calls, audio GETs, play/end reports):
 join, profile, and per trial: fetch both clips, play/end reports after the clip's real duration (the last end's
 answer unlocks the ratings in the page), submit (records the rating and returns the next trial); every third
 trial also a reload (serves the current trial again, as a refresh or a second device does).
@@ -19,8 +19,6 @@ import json
 import multiprocessing
 import os
 import random
-import re
-import secrets
 import socket
 import statistics
 import subprocess
@@ -35,91 +33,69 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TOKEN = re.compile(r"stim/([A-Za-z0-9_-]{32})")
-COUNTER = re.compile(r"Trial (\d+) of (\d+)")
-
-
 class Rater:
     """One simulated rater: the calls a phone makes, timed at the client."""
 
-    def __init__(self, base: str, config: dict, invite: str, clip_seconds: float, think_seconds: float,
-                 timings: dict, lock):
+    def __init__(self, base: str, invite: str, clip_seconds: float, think_seconds: float, timings: dict, lock):
         self.base, self.invite, self.clip, self.think = base, invite, clip_seconds, think_seconds
         self.http = httpx.Client(timeout=60)
-        self.session = secrets.token_hex(6)
-        self.deps = {d.get("api_name"): i for i, d in enumerate(config["dependencies"])}
-        self.targets = {i: (d.get("targets") or [[None]])[0][0] for i, d in enumerate(config["dependencies"])}
         self.timings, self.lock = timings, lock
         self.submitted = 0
         self.start_delay = 0.0
         self.errors: list[str] = []
 
-    def call(self, name: str, data: list, event_data=None) -> str:
-        index = self.deps[name]
+    def timed(self, kind: str, method: str, path: str, body: dict | None = None) -> httpx.Response:
         t0 = time.perf_counter()
-        join = self.http.post(f"{self.base}/gradio_api/queue/join",
-                              json={"data": data, "fn_index": index, "session_hash": self.session,
-                                    "event_data": event_data, "trigger_id": self.targets[index]})
-        join.raise_for_status()
-        event_id = join.json()["event_id"]
-        with self.http.stream("GET", f"{self.base}/gradio_api/queue/data",
-                              params={"session_hash": self.session}) as stream:
-            for line in stream.iter_lines():
-                if line.startswith("data:"):
-                    msg = json.loads(line[5:])
-                    if msg.get("event_id") == event_id and msg.get("msg") == "process_completed":
-                        break
-        elapsed = time.perf_counter() - t0
-        with self.lock:
-            self.timings.setdefault(name, []).append(elapsed)
-        if not msg.get("success", False):
-            raise RuntimeError(f"{name}: {json.dumps(msg)[:300]}")
-        return json.dumps(msg)
-
-    def route(self, method: str, path: str, kind: str) -> httpx.Response:
-        t0 = time.perf_counter()
-        response = self.http.request(method, f"{self.base}{path}")
+        response = self.http.request(method, f"{self.base}{path}", json=body)
         response.raise_for_status()
         with self.lock:
             self.timings.setdefault(kind, []).append(time.perf_counter() - t0)
         return response
 
+    def call(self, kind: str, path: str, body: dict) -> dict:
+        return self.timed(kind, "POST", f"/rate/api/{path}", {"invite": self.invite, **body}).json()
+
     def run(self, max_trials: int, deadline: float) -> None:
         try:
             time.sleep(self.start_delay)  # raters arrive over a few seconds, not in one instant
-            text = self.call("rater_join", [self.invite, None])
-            text = self.call("rater_profile", ["Yes", "No", "pt", True, None])
+            screen = self.call("join", "open", {})
+            screen = self.call("profile", "profile", {"native": "Yes", "linguist": "No", "languages": "pt",
+                                                      "consent": True})
+            trial = screen.get("trial")
             for n in range(max_trials):
-                if time.monotonic() > deadline or "completion code" in text or not COUNTER.search(text):
+                if time.monotonic() > deadline or screen["screen"] != "trial" or trial is None:
                     break
-                if n % 3 == 2:  # now and then a reload (refresh, another device): serves the current trial
-                    text = self.call("rater_join", [self.invite, None])
+                if n % 3 == 2:  # now and then a reload (refresh, another device): serves the current trial again
+                    screen = self.call("join", "open", {})
+                    trial = screen["trial"]
                 both = False
-                for token in TOKEN.findall(text)[:2]:  # A, then B, each to its end
-                    audio = self.route("GET", f"/stim/{token}", "audio")
-                    self.route("POST", f"/stim/{token}/play", "play_event")
+                for slot in "AB":  # A, then B, each to its end
+                    url = f"/{trial['audio'][slot]}"
+                    audio = self.timed("audio", "GET", url)
+                    self.timed("play_event", "POST", f"{url}/play")
                     # the server refuses an "ended" sooner than the clip lasts (its sound plus the padding)
                     rate = int.from_bytes(audio.content[24:28], "little")  # a bare 44-byte-header 16-bit WAV
                     time.sleep((len(audio.content) - 44) / 2 / rate + 0.05)
-                    both = self.route("POST", f"/stim/{token}/ended", "ended_event").json()["both"]
+                    both = self.timed("ended_event", "POST", f"{url}/ended").json()["both"]
                 if not both:
                     self.errors.append("the server did not report both clips fully played")
                 time.sleep(self.think)
-                text = self.call("rater_submit", [4, 3, "A", None])
-                if "Saved." in text:
+                screen = self.call("submit", "submit", {"trial": trial["token"], "a": 4, "b": 3, "preference": "A"})
+                if screen.get("saved"):
                     self.submitted += 1
                 else:
-                    self.errors.append(f"submit not saved: {text[:200]}")
+                    self.errors.append(f"submit not saved: {json.dumps(screen)[:200]}")
+                trial = screen.get("trial")
         except Exception as exc:  # noqa: BLE001 — one failing rater is reported, the others go on
             self.errors.append(f"{type(exc).__name__}: {exc}")
 
 
-def run_raters(base: str, config: dict, plan: list[tuple[str, float]], clip_seconds: float, think_seconds: float,
+def run_raters(base: str, plan: list[tuple[str, float]], clip_seconds: float, think_seconds: float,
                trials: int, max_seconds: float, results) -> None:  # noqa: ANN001 — a multiprocessing queue
     """One client process: its raters, one thread each; puts (timings, ratings submitted, errors) on `results`."""
     timings: dict[str, list[float]] = {}
     lock = threading.Lock()
-    raters = [Rater(base, config, invite, clip_seconds, think_seconds, timings, lock) for invite, _ in plan]
+    raters = [Rater(base, invite, clip_seconds, think_seconds, timings, lock) for invite, _ in plan]
     for rater, (_, delay) in zip(raters, plan, strict=True):
         rater.start_delay = delay
     deadline = time.monotonic() + max_seconds
@@ -190,7 +166,6 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.1)
-            config = httpx.get(f"{base}/config").json()
             rng = random.Random(0)
             plan = [(i["invite_token"], rng.uniform(0, 2 * args.clip_seconds + args.think_seconds))
                     for i in made["invites"]]
@@ -202,7 +177,7 @@ def main() -> None:
             # GIL does not add its queueing to the latencies measured.
             ctx = multiprocessing.get_context("spawn")
             results = ctx.Queue()
-            clients = [ctx.Process(target=run_raters, args=(base, config, group, args.clip_seconds,
+            clients = [ctx.Process(target=run_raters, args=(base, group, args.clip_seconds,
                                                             args.think_seconds, args.trials, deadline_s, results))
                        for group in groups if group]
             for c in clients:
@@ -236,8 +211,9 @@ def main() -> None:
             "clip_seconds": args.clip_seconds, "think_seconds": args.think_seconds,
             "client_processes": len(outcomes), "trials_per_second": round(submitted / wall, 2),
             "setup_seconds": round(setup_s, 1), "run_seconds": round(wall, 1),
-            "serve_trial_on_join_or_reload": summary(timings.get("rater_join", [])),
-            "record_rating_and_serve_next_trial": summary(timings.get("rater_submit", [])),
+            "serve_trial_on_join_or_reload": summary(timings.get("join", [])),
+            "record_rating_and_serve_next_trial": summary(timings.get("submit", [])),
+            "profile": summary(timings.get("profile", [])),
             "play_event": summary(timings.get("play_event", [])),
             "ended_event": summary(timings.get("ended_event", [])),
             "audio_fetch": summary(timings.get("audio", [])),

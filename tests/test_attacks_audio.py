@@ -249,7 +249,7 @@ def test_the_page_retries_an_event_the_busy_server_answered_503(tmp_path):
                 route.continue_()
 
         page.route("**/stim/*/ended", first_end_is_busy)
-        page.goto(f"{base}/?invite={made['invites'][0]['invite_token']}")
+        page.goto(f"{base}/rate?invite={made['invites'][0]['invite_token']}")
         page.wait_for_selector("#obt-profile", state="visible", timeout=30000)
         page.locator("#obt-native input[value='Yes']").check()
         page.locator("#obt-linguist input[value='No']").check()

@@ -60,7 +60,7 @@ def test_a_rater_completes_the_study_on_a_phone_and_learns_no_system_name(app, b
         seen.append((response.url, dict(response.headers), body))
 
     page.on("response", keep)
-    page.goto(f"{app['base']}/?invite={app['invite']}")
+    page.goto(f"{app['base']}/rate?invite={app['invite']}")
     page.wait_for_selector("#obt-profile", state="visible", timeout=WAIT_MS)
     assert not page.locator("#obt-tabs .tab-wrapper").is_visible()  # a rater's link shows only the Rate tab
     fill_profile(page)

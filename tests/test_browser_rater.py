@@ -81,13 +81,13 @@ def _heading(page) -> str:
 def test_a_rater_sees_each_new_trial_at_the_top_locked_until_played_and_feedback_by_its_button(app, browser, size):
     phone = size == "phone"
     context, page = _page(browser, size)
-    page.goto(app["base"])
+    page.goto(f"{app['base']}/rate")
     page.wait_for_selector("#obt-landing", state="visible", timeout=WAIT_MS)
     landing = page.locator("#obt-join").inner_text()
     assert "obt-eval" in landing and "Open the invitation link you received" in landing
     screenshot(page, f"rater-landing-{size}")
 
-    page.goto(f"{app['base']}/?invite={app['invites'][0 if phone else 1]}")
+    page.goto(f"{app['base']}/rate?invite={app['invites'][0 if phone else 1]}")
     _profile(page)
     page.wait_for_function(HEADING_IN_VIEW, arg="", timeout=WAIT_MS)
     assert _no_sideways_scroll(page)
@@ -154,7 +154,7 @@ def test_a_rater_sees_each_new_trial_at_the_top_locked_until_played_and_feedback
 @pytest.mark.parametrize("size", ["phone", "desktop"])
 def test_a_rater_on_a_full_study_is_told_so_and_gets_no_completion_code(app, browser, size):
     context, page = _page(browser, size)
-    page.goto(f"{app['base']}/?invite={app['late']}")
+    page.goto(f"{app['base']}/rate?invite={app['late']}")
     page.wait_for_selector("#obt-profile:visible, #obt-done:visible", timeout=WAIT_MS)
     if page.locator("#obt-profile").is_visible():  # the first visit asks for consent; a second one goes on
         _profile(page)

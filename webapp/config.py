@@ -61,7 +61,7 @@ class AppConfig:
 
     def invite_url(self, token: str) -> str:
         base = (self.public_url or f"http://{self.host if self.host != '0.0.0.0' else 'localhost'}:{self.port}")
-        return f"{base.rstrip('/')}/?invite={token}"
+        return f"{base.rstrip('/')}/rate?invite={token}"
 
 
 def _persistent_secret(workspace: Workspace, name: str, nbytes: int) -> str:

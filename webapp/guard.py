@@ -7,6 +7,7 @@
   before Gradio sees it, so a 50 MB "language" never reaches a callback.
 * A queue event naming a function that does not exist gets 422, not Gradio's 500.
 * Gradio's own OpenAPI description, docs and deep-link routes are closed (ours are off in FastAPI already).
+* An invitation link of the old form (``/?invite=…``) goes on to the rater's page (``/rate?invite=…``).
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ class Guard:
             await send(message)
 
         method = scope["method"]
+        query = scope.get("query_string") or b""
+        if path == "/" and method in ("GET", "HEAD") and b"invite=" in query:
+            location = f"{root}/rate?{query.decode('latin-1')}".encode("latin-1")
+            await _answer(send_with_cookie, 303, "see the rater's page", [(b"location", location)])
+            return
         if method in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send_with_cookie)
             return

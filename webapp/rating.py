@@ -1,8 +1,9 @@
-"""The rater's side of a study as plain functions over a `RaterSession` (kept in gr.State, on the server).
+"""The rater's side of a study as plain functions over a `RaterSession`.
 
-Nothing here trusts the browser: the session holds the rater's invite and current trial, every step
-goes through `db.protocol` (which refuses ratings without a recorded full play of both clips), and
-what is returned for the page carries only random tokens and the study's wording.
+The rating page (`webapp.rater_page`) builds a session per request from what the browser sends: the
+rater's invite and the trial the page shows. Nothing here trusts the browser: every step goes through
+`db.protocol` (which refuses a trial not served to this rater, and ratings without a recorded full play of
+both clips), and what is returned for the page carries only random tokens and the study's wording.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from db.engine import DatabaseBusy
 from db.models import Rating
 from db.protocol import RatingRefused, TrialView, next_trial, submit_rating
 from db.studies import rater_by_token, register_rater
-from obt_eval.errors import BadInputError, ObtEvalError
+from obt_eval.errors import BadInputError, NotFoundError, ObtEvalError
 from webapp.context import AppContext
 
 SLOTS = ("A", "B")
 MAX_INVITE_CHARS = 300  # a pasted link with its query string; the token itself is 32 characters
 MAX_LANGUAGES_CHARS = 1000
 BUSY = "The server is busy. Please try again in a moment."
+INVALID = "This invitation code is not valid. Check the link or ask the researcher."
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Screen:
     urls: dict[str, str] = field(default_factory=dict)
     code: str | None = None
     instructions: str = ""
+    ended: frozenset[str] = frozenset()  # the trial's clips already played to the end (a reload keeps them)
 
 
 def completion_code(secret: bytes, invite: str) -> str:
@@ -64,7 +67,7 @@ def completion_code(secret: bytes, invite: str) -> str:
     return f"{text[:4]}-{text[4:8]}-{text[8:12]}"
 
 
-def _clean_invite(invite: str | None) -> str:
+def clean_invite(invite: str | None) -> str:
     text = (invite or "").strip()
     if "invite=" in text:  # a whole pasted link
         text = text.split("invite=", 1)[1].split("&", 1)[0]
@@ -74,8 +77,8 @@ def _clean_invite(invite: str | None) -> str:
 def open_invite(ctx: AppContext, session: RaterSession, invite: str | None) -> Screen:
     """Join with an invite token (or a pasted link); resumes wherever the rater stopped, on any device."""
     if invite is not None and (not isinstance(invite, str) or len(invite) > MAX_INVITE_CHARS):
-        return Screen("join", "This invitation code is not valid. Check the link or ask the researcher.")
-    token = _clean_invite(invite)
+        return Screen("join", INVALID)
+    token = clean_invite(invite)
     if not token:
         return Screen("join", "Enter the invitation code you received.")
     try:
@@ -83,7 +86,7 @@ def open_invite(ctx: AppContext, session: RaterSession, invite: str | None) -> S
             rater = rater_by_token(s, token)
             consented = rater.consent_at is not None
     except ObtEvalError:
-        return Screen("join", "This invitation code is not valid. Check the link or ask the researcher.")
+        return Screen("join", INVALID)
     session.invite, session.trial, session.urls, session.ended, session.finished = token, None, {}, set(), False
     if not consented:
         return Screen("profile", "")
@@ -104,6 +107,8 @@ def save_profile(ctx: AppContext, session: RaterSession, native: str | None, lin
     try:
         ctx.write(lambda s: register_rater(s, session.invite, native_speaker=native == "Yes",
                                            linguist=linguist == "Yes", languages=langs, consent=True))
+    except NotFoundError:
+        return Screen("join", INVALID)
     except BadInputError as exc:
         return Screen("profile", str(exc).replace("\n  what to do:", " —"))
     except DatabaseBusy:
@@ -154,7 +159,8 @@ def _trial_screen(ctx: AppContext, session: RaterSession, view: TrialView | None
     if urls is None:
         return Screen("trial", "This page was reloaded too often. Wait a minute, then reload it.", trial=view,
                       instructions=view.instructions)
-    return Screen("trial", trial=view, urls=dict(session.urls), instructions=view.instructions)
+    return Screen("trial", trial=view, urls=dict(session.urls), instructions=view.instructions,
+                  ended=frozenset(session.ended))
 
 
 def played_slots(ctx: AppContext, view: TrialView) -> set[str]:
@@ -166,23 +172,30 @@ def played_slots(ctx: AppContext, view: TrialView) -> set[str]:
     return {slot for slot, token in (("A", view.audio_a), ("B", view.audio_b)) if token in done}
 
 
+def _stay(session: RaterSession, status: str) -> Screen:
+    """The same trial with a message (a refused submit): the page keeps its player and the rater's scores."""
+    trial = session.trial
+    return Screen("trial", status, trial=trial, urls=dict(session.urls),
+                  instructions=trial.instructions if trial is not None else "", ended=frozenset(session.ended))
+
+
 def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b: int | None,
-           preference: str | None) -> tuple[Screen, bool]:
-    """Record the current trial (once, even if sent twice) and move on; (next screen, recorded?)."""
-    if session.trial is None:
+           preference: str | None, trial_token: str | None = None) -> tuple[Screen, bool]:
+    """Record a trial (once, even if sent twice) and move on; (next screen, recorded?).
+
+    `trial_token`: the trial the page shows (default: the session's); the server checks it is this rater's."""
+    token = trial_token or (session.trial.trial_token if session.trial is not None else None)
+    if token is None:
         return load_trial(ctx, session), False
     if score_a is None or score_b is None:
-        screen = Screen("trial", "Rate both recordings before you continue.", trial=session.trial,
-                        urls=dict(session.urls), instructions=session.trial.instructions)
-        return screen, False
+        return _stay(session, "Rate both recordings before you continue."), False
     try:
         a, b = int(score_a), int(score_b)
     except (TypeError, ValueError, OverflowError):
-        screen = Screen("trial", "Choose a score for each recording.", trial=session.trial, urls=dict(session.urls),
-                        instructions=session.trial.instructions)
-        return screen, False
+        return _stay(session, "Choose a score for each recording."), False
+
     def record_and_serve(s) -> tuple:
-        result = submit_rating(s, session.invite, session.trial.trial_token, a, b, preference or None)
+        result = submit_rating(s, session.invite, token, a, b, preference or None)
         try:  # the next trial in the same transaction (one wait for the write lock, not two); a savepoint, so
             with s.begin_nested():  # whatever goes wrong serving it, the rating itself is kept
                 return result, _serve(s, session)
@@ -192,12 +205,12 @@ def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b:
     try:
         result, served = ctx.write(record_and_serve)
     except DatabaseBusy:
-        return Screen("trial", BUSY, trial=session.trial, urls=dict(session.urls),
-                      instructions=session.trial.instructions), False
+        return _stay(session, BUSY), False
+    except NotFoundError:
+        return Screen("join", INVALID), False
     except RatingRefused as exc:
-        screen = Screen("trial", str(exc).split("\n")[0], trial=session.trial, urls=dict(session.urls),
-                        instructions=session.trial.instructions)
-        return screen, False
+        reason = str(exc).split("\n")[0]
+        return _stay(session, reason[:1].upper() + reason[1:] + "."), False
     screen = _trial_screen(ctx, session, *served) if served is not None else load_trial(ctx, session)
     if result.recorded:  # said even when the next trial could not be served (then with the reason)
         screen.status = f"Saved. {screen.status}" if screen.status else "Saved."

@@ -1,4 +1,5 @@
-"""The web server: FastAPI with our own routes (blinded audio, researcher downloads, health) and Gradio on `/`.
+"""The web server: FastAPI with our own routes (the rater's page, blinded audio, researcher downloads, health)
+and the researchers' Gradio app (Admin, Results) on `/`.
 
 Gradio settings that matter for blinding and abuse (reference listening-tests.md §0, §4, §7): run
 history off and no footer links (raters could revisit calls), no extra `allowed_paths` (the stimulus
@@ -34,10 +35,13 @@ THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue=
                        spacing_size="md", text_size="md",
                        font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
                        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
-# A rater's link shows only the Rate tab (comfort, not security: every admin callback checks the login;
-# Gradio 6 does not hide a tab's button on a visibility update, so a class on <html> and CSS do it).
-RATER_HEAD = ("<script>if (new URLSearchParams(location.search).has('invite'))"
-              " document.documentElement.classList.add('obt-rater');</script>")
+HEADER = f"""<header class="obt-header">
+<h1 class="obt-product">{PRODUCT}</h1>
+<p class="obt-tagline">Which self-supervised speech encoder gives the best units and voice for your language? Run
+the experiment, then let native speakers decide in blinded listening tests.</p>
+<p class="obt-aside">Raters: open the invitation link you received, or enter your code on the
+<a href="rate">rating page</a>.</p>
+</header>"""
 log = logging.getLogger("obt-eval.app")
 
 
@@ -47,30 +51,26 @@ def css_files() -> list[str]:
 
 
 def build_blocks(ctx: AppContext) -> gr.Blocks:
+    """The researchers' app (raters have their own page: webapp.rater_page)."""
     from webapp.admin_tab import build_admin_tab
-    from webapp.rater_tab import build_rate_tab
     from webapp.results_tab import build_results_tab
 
-    with gr.Blocks(title=f"{PRODUCT} — listening tests", analytics_enabled=False) as demo:
+    with gr.Blocks(title=f"{PRODUCT} — encoders and listening tests", analytics_enabled=False) as demo:
+        gr.HTML(HEADER, elem_id="obt-header")
         admin_state = gr.State(AdminSession())
         with gr.Tabs(elem_id="obt-tabs"):
-            with gr.Tab("Rate", id="rate", elem_id="obt-tab-rate") as rate_tab:
-                rate = build_rate_tab(ctx)
             with gr.Tab("Admin", id="admin", elem_id="obt-tab-admin") as admin_tab:
                 build_admin_tab(ctx, admin_state)
             with gr.Tab("Results", id="results", elem_id="obt-tab-results") as results_tab:
                 results = build_results_tab(ctx, admin_state)
 
-        demo.load(rate["on_load"], [rate["state"]], rate["outputs"], api_visibility="private",
-                  concurrency_limit=None, show_progress="hidden")
         # The Results tab loads when opened (the login happened on the Admin tab meanwhile) and its refresh
         # timer runs only while it is the open tab.
         results_tab.select(results["open"], results["inputs"], results["outputs"], api_visibility="private",
                            show_progress="hidden")
-        for other in (rate_tab, admin_tab):
-            other.select(lambda: gr.Timer(active=False), None, [results["timer"]], api_visibility="private",
+        admin_tab.select(lambda: gr.Timer(active=False), None, [results["timer"]], api_visibility="private",
                          show_progress="hidden", queue=False)
-    # Rater events opt out of the default one-at-a-time lane; researchers' heavy callbacks keep it.
+    # Researchers' heavy callbacks run one at a time unless they say otherwise.
     demo.queue(default_concurrency_limit=1, max_size=2000)
     gradio_tuning.tune_queue(demo)
     ctx.uploaded = demo.upload_file_set
@@ -91,7 +91,7 @@ def housekeeping(ctx: AppContext) -> dict[str, int]:
 
 def create_app(config: AppConfig) -> Guard:
     """The ASGI app (also what tests and the load benchmark serve with uvicorn)."""
-    from webapp import audio, auth, downloads
+    from webapp import audio, auth, downloads, rater_page
 
     ctx = make_context(config)
     gradio_tuning.lazy_session_state()
@@ -114,6 +114,7 @@ def create_app(config: AppConfig) -> Guard:
             task.cancel()
 
     app = FastAPI(title="obt-eval", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.include_router(rater_page.router(ctx))
     app.include_router(audio.router(ctx.tokens))
     app.include_router(downloads.router(downloads.DOWNLOADS))
     signing_key = cookie_key(config.secret, config.admin_password)
@@ -127,7 +128,7 @@ def create_app(config: AppConfig) -> Guard:
     app.state.obt_context = ctx
     app = gr.mount_gradio_app(
         app, demo, path="/", footer_links=[], run_history=False, css_paths=css_files(), theme=THEME,
-        max_file_size=config.upload_max_bytes, show_error=True, head=RATER_HEAD, ssr_mode=False, pwa=False,
+        max_file_size=config.upload_max_bytes, show_error=True, ssr_mode=False, pwa=False,
         mcp_server=False,
     )
     guarded = Guard(app, GuardSettings(
