@@ -37,15 +37,12 @@ def _secrets(config, ws, invites) -> list[str]:
     return [*SAMPLE_SYSTEMS, "pilot", str(ws.root), config.admin_password, *invites]
 
 
-def test_a_raters_session_cannot_use_any_researcher_endpoint(app):
+def test_an_anonymous_session_cannot_use_any_researcher_endpoint(app):
+    """Anyone (a rater who opened the researcher app, a script) gets a Gradio session: none of it is a login."""
     base, config, ws, invites = app
     rater = RawGradio(base)
-    join_index, join_dep = rater.dependency("rater_join")
-    joined = rater.call(join_index, [invites[0], None])
-    assert joined["success"], joined
     before = _counts(ws)
-    private = [(i, d) for i, d in enumerate(rater.config["dependencies"])
-               if d.get("api_visibility") == "private" and i != join_index]
+    private = [(i, d) for i, d in enumerate(rater.config["dependencies"]) if d.get("api_visibility") == "private"]
     admin_state_id = next(c["id"] for c in rater.config["components"]  # the first gr.State is the admin login
                           if c["type"] == "state")
     attacked = 0
@@ -86,12 +83,12 @@ def test_gradio_client_sees_no_researcher_endpoints(app):
         assert hidden not in names
     with pytest.raises(Exception):  # noqa: B017 — any refusal will do: the endpoint is not offered
         client.predict("selftest", "{}", api_name="/on_launch")
-    assert "rater_join" in names
+    assert "named_endpoints" in names  # the client did read the app's API description (an empty one)
 
 
 def test_the_page_config_carries_no_system_names_and_no_run_history(app):
     base, config, ws, invites = app
-    page = httpx.get(f"{base}/config").text + httpx.get(f"{base}/?invite={invites[0]}").text
+    page = httpx.get(f"{base}/config").text + httpx.get(f"{base}/rate?invite={invites[0]}").text
     for secret in _secrets(config, ws, invites)[:3]:
         assert secret not in page
     config_json = httpx.get(f"{base}/config").json()

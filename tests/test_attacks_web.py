@@ -44,8 +44,8 @@ def test_api_descriptions_are_closed(app):
 def test_a_session_cannot_write_its_page_state_to_the_server_through_a_deep_link(app):
     base, ws, invites = app
     rater = RawGradio(base)
-    join, _ = rater.dependency("rater_join")
-    assert rater.call(join, [invites[0], None])["success"]  # the session exists
+    login, _ = rater.dependency("on_login")
+    assert rater.call(login, ["a wrong guess", None])["success"]  # the session exists
     assert httpx.get(f"{base}/gradio_api/deep_link", params={"session_hash": rater.session_hash}).status_code == 404
     assert not list(ws.root.rglob("deep_links"))
 
@@ -64,23 +64,21 @@ def test_an_unknown_event_is_a_client_error_without_internals(app):
 
 def test_a_huge_profile_field_is_refused_before_any_callback(app):
     base, ws, invites = app
-    rater = RawGradio(base)
-    join, _ = rater.dependency("rater_join")
-    assert rater.call(join, [invites[0], None])["success"]
-    profile, _ = rater.dependency("rater_profile")
+    rater = httpx.Client(base_url=base)
+    assert rater.post("/rate/api/open", json={"invite": invites[0]}).json()["screen"] == "profile"
     huge = "pt," * 700_000  # 2 MB (the attack pass sent 50 MB)
-    body = {"data": ["Yes", "No", huge, True, None], "fn_index": profile, "session_hash": rater.session_hash}
-    assert httpx.post(f"{base}/gradio_api/queue/join", json=body).status_code == 413
-    chunked = httpx.post(f"{base}/gradio_api/queue/join", content=iter([json.dumps(body).encode()[:200_000]] * 3),
+    body = {"invite": invites[0], "native": "Yes", "linguist": "No", "languages": huge, "consent": True}
+    assert rater.post("/rate/api/profile", json=body).status_code == 413
+    chunked = rater.post("/rate/api/profile", content=iter([json.dumps(body).encode()[:200_000]] * 3),
                          headers={"content-type": "application/json"})  # no Content-Length: counted as it comes
     assert chunked.status_code == 413
     assert _rater_row(ws, invites[0]).consent_at is None  # nothing was stored
     # under the body limit but over the field's own limit: refused by the server, with a message
-    reply = json.dumps(rater.call(profile, ["Yes", "No", "pt," * 2000, True, None]))
-    assert "at most 1000 characters" in reply
+    reply = rater.post("/rate/api/profile", json={**body, "languages": "pt," * 2000}).json()
+    assert reply["screen"] == "profile" and "at most 1000 characters" in reply["status"]
     assert _rater_row(ws, invites[0]).consent_at is None
-    reply = json.dumps(rater.call(profile, ["Yes", "No", "pt, gn", True, None]))
-    assert "Trial 1 of" in reply and _rater_row(ws, invites[0]).languages == ["pt", "gn"]
+    reply = rater.post("/rate/api/profile", json={**body, "languages": "pt, gn"}).json()
+    assert reply["trial"]["number"] == 1 and _rater_row(ws, invites[0]).languages == ["pt", "gn"]
 
 
 def test_profile_limits_hold_for_every_caller():

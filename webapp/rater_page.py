@@ -50,8 +50,8 @@ class _Call(BaseModel):
 class _Profile(_Call):
     native: Literal["Yes", "No"] | None = None
     linguist: Literal["Yes", "No"] | None = None
-    # over the rating module's own limit, so a long list gets its friendly message; anything longer is refused here
-    languages: str = Field("", max_length=4 * R.MAX_LANGUAGES_CHARS)
+    # far over the rating module's own limit, so a long list gets its friendly message there
+    languages: str = Field("", max_length=64 * R.MAX_LANGUAGES_CHARS)
     consent: bool = False
 
 

@@ -37,10 +37,10 @@ THEME = gr.themes.Soft(primary_hue="orange", secondary_hue="slate", neutral_hue=
                        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"])
 HEADER = f"""<header class="obt-header">
 <h1 class="obt-product">{PRODUCT}</h1>
-<p class="obt-tagline">Which self-supervised speech encoder gives the best units and voice for your language? Run
-the experiment, then let native speakers decide in blinded listening tests.</p>
-<p class="obt-aside">Raters: open the invitation link you received, or enter your code on the
-<a href="rate">rating page</a>.</p>
+<p class="obt-tagline">Which speech encoder gives the best units and voice for your language? Run the experiment,
+then let native speakers decide in blinded listening tests.</p>
+<p class="obt-aside">Raters: open the invitation link you received, or enter your code on the <a href="rate">rating
+page</a>.</p>
 </header>"""
 log = logging.getLogger("obt-eval.app")
 
