@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from db.models import Rating, Stimulus, Trial
+from webapp import rater_page
 from webapp import rating as R
 from webapp.audio import router, wav_bytes
 from webapp.config import load_config
@@ -135,6 +136,8 @@ def test_a_rating_is_kept_when_the_next_trial_cannot_be_served_with_it(study, mo
     monkeypatch.setattr(R.audio_links, "mint_links", broken)
     screen, recorded = R.submit(ctx, session, 5, 2, "B")
     assert recorded and screen.status.startswith("Saved.") and "audio links" in screen.status  # nothing lost
+    assert screen.name == "trial"  # the page stays on the rated trial (a second submit moves on)
+    assert rater_page.screen_json(screen, invite, page_trial=rated)["keep"]
     with ctx.db.session() as s:
         trial = s.scalar(select(Trial).where(Trial.token == rated))
         assert trial.submitted_at is not None and trial.preference == "B"

@@ -88,6 +88,9 @@ def test_a_rater_sees_each_new_trial_at_the_top_locked_until_played_and_feedback
     screenshot(page, f"rater-landing-{size}")
 
     page.goto(f"{app['base']}/rate?invite={app['invites'][0 if phone else 1]}")
+    page.wait_for_selector("#obt-profile", state="visible", timeout=WAIT_MS)
+    assert _no_sideways_scroll(page)
+    screenshot(page, f"rater-profile-{size}")
     _profile(page)
     page.wait_for_function(HEADING_IN_VIEW, arg="", timeout=WAIT_MS)
     assert _no_sideways_scroll(page)

@@ -1,5 +1,6 @@
-"""What Gradio does per event, per session or per idle millisecond that a study with dozens of raters on two
-cores cannot afford, switched off or made lazy (each measured with py-spy under `benchmarks/app_load.py`).
+"""What Gradio does per event, per session or per idle millisecond, switched off or made lazy: the researchers'
+Gradio app shares its process and two cores with the raters' page and audio, so its idle work and its stalls
+are theirs too (each measured with py-spy under `benchmarks/app_load.py`).
 
 Import this module before any Blocks exists (the analytics settings are read when a queue is created).
 Written against gradio 6.x (pyproject pins <7); `tests/test_app_queue.py` checks the analytics settings, the
@@ -21,7 +22,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "100000")
 os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "200")
 
 # The queue polls for work every 1 ms when it has none: a thousand wake-ups a second, each taking the GIL from
-# the requests being served. Every 5 ms is plenty (a rater waits at most 5 ms more for an event to start).
+# the requests being served. Every 5 ms is plenty (an event waits at most 5 ms more to start).
 QUEUE_POLL_SECONDS = 0.005
 
 
@@ -33,7 +34,7 @@ class _ConfigsOnDemand(dict):
     """A session's per-block configs, built when first used instead of all at the session's first event.
 
     Gradio builds the config of every block of the app (~180 here: the Admin and Results tabs too) for each new
-    browser session, ~0.1-0.3 s with the GIL held, so every rater's page load stalled every other rater. Only the
+    browser session, ~0.1-0.3 s with the GIL held, stalling every other request (the raters' too). Only the
     blocks a session's events touch are ever read back. (Gradio reads them all only for "deep links", a route the
     app closes: `webapp.guard.CLOSED_PATHS`.)
     """
@@ -93,6 +94,6 @@ def limit_worker_threads() -> int:
 def settle_memory() -> None:
     """Exempt everything built at start-up (libraries, Blocks and their configs: ~360,000 objects) from the garbage
     collector's full passes. Each full pass walked them all, ~0.3 s with the GIL held, every few seconds under load:
-    a stall of every rater's request at once. Objects made while serving are still collected."""
+    a stall of every request at once. Objects made while serving are still collected."""
     gc.collect()
     gc.freeze()

@@ -34,15 +34,14 @@ INVALID = "This invitation code is not valid. Check the link or ask the research
 
 @dataclass
 class RaterSession:
+    """One rater as a call sees them: the page's calls build it from the invite they carry (no state is kept
+    between calls); a script or a test may keep one across calls, as a browser tab keeps its trial."""
+
     invite: str | None = None
     binding: str = ""  # hash of the browser's session cookie: the audio links work only with that cookie
     trial: TrialView | None = None
     urls: dict[str, str] = field(default_factory=dict)  # slot -> one-time audio URL token
     ended: set[str] = field(default_factory=set)
-    finished: bool = False
-    shown: str | None = None  # the screen the page shows now (only changes are sent to the browser)
-    labels_sent: str | None = None  # the scale already on the page
-    page_trial: str | None = None  # the trial the page shows now: a refused submit keeps its scores and player
 
 
 @dataclass
@@ -87,7 +86,7 @@ def open_invite(ctx: AppContext, session: RaterSession, invite: str | None) -> S
             consented = rater.consent_at is not None
     except ObtEvalError:
         return Screen("join", INVALID)
-    session.invite, session.trial, session.urls, session.ended, session.finished = token, None, {}, set(), False
+    session.invite, session.trial, session.urls, session.ended = token, None, {}, set()
     if not consented:
         return Screen("profile", "")
     return load_trial(ctx, session)
@@ -146,7 +145,7 @@ def load_trial(ctx: AppContext, session: RaterSession) -> Screen:
 def _trial_screen(ctx: AppContext, session: RaterSession, view: TrialView | None,
                   urls: dict[str, str] | str | None) -> Screen:
     if view is None:
-        session.trial, session.urls, session.finished = None, {}, True
+        session.trial, session.urls = None, {}
         if urls == "full":
             return Screen("full")
         if urls == "closed":
@@ -212,6 +211,8 @@ def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b:
         reason = str(exc).split("\n")[0]
         return _stay(session, reason[:1].upper() + reason[1:] + "."), False
     screen = _trial_screen(ctx, session, *served) if served is not None else load_trial(ctx, session)
+    if screen.name in ("join", "profile") and screen.status != INVALID:
+        screen = _stay(session, screen.status or BUSY)  # the next trial could not be served: stay, say why
     if result.recorded:  # said even when the next trial could not be served (then with the reason)
         screen.status = f"Saved. {screen.status}" if screen.status else "Saved."
     return screen, result.recorded

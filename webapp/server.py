@@ -1,9 +1,10 @@
 """The web server: FastAPI with our own routes (the rater's page, blinded audio, researcher downloads, health)
 and the researchers' Gradio app (Admin, Results) on `/`.
 
-Gradio settings that matter for blinding and abuse (reference listening-tests.md §0, §4, §7): run
-history off and no footer links (raters could revisit calls), no extra `allowed_paths` (the stimulus
-tree must never be fetchable by URL), rater events without a concurrency limit of 1 (50 raters at once).
+Raters never touch Gradio (their page is `webapp.rater_page`: plain HTML and JSON calls, no queue, no
+session state, so 50 raters at once cost milliseconds each and any replica answers any call). Gradio
+settings that still matter for blinding and abuse (reference listening-tests.md §0, §4, §7): run history
+off and no footer links, no extra `allowed_paths` (the stimulus tree must never be fetchable by URL).
 Everything is served behind `webapp.guard` (session cookie, upload gate, body limits, closed routes).
 """
 

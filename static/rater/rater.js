@@ -171,7 +171,8 @@
     if (screen === 'trial') {
       if (answer.trial) showTrial(answer.trial, answer.saved);
       show('trial');
-      note('trial', answer.status);
+      // saved, but the next trial could not be served: say both (a second Submit moves on)
+      note('trial', answer.keep && answer.saved ? `Saved. ${answer.status}` : answer.status);
       return;
     }
     Object.keys(NOTES).forEach((s) => { if (s !== screen) note(s, ''); });
