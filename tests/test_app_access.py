@@ -95,5 +95,6 @@ def test_the_page_config_carries_no_system_names_and_no_run_history(app):
     assert config_json.get("footer_links") in ([], None)
     assert httpx.get(f"{base}/gradio_api/runs").status_code in (404, 405, 403) or \
         "pilot" not in httpx.get(f"{base}/gradio_api/runs").text
-    assert httpx.get(f"{base}/download/guessed").status_code == 404
+    guessed = httpx.get(f"{base}/download/guessed")
+    assert guessed.status_code == 404 and "again for a new one" in guessed.text  # says what to do
     assert httpx.get(f"{base}/stim/guessed").status_code == 404

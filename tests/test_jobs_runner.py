@@ -145,11 +145,9 @@ def test_parameters_are_checked_when_a_job_is_submitted(workspace):
     assert [j.id for j in jobs.list_jobs(workspace)] == [job.id]
 
 
-def test_one_gpu_job_per_slot(monkeypatch):
+def test_one_gpu_job_per_slot():
     from pipelines import slots
 
-    monkeypatch.setattr(slots, "lock_dir", lambda: Path(os.environ.get("TMPDIR", "/tmp")) / f"slots-{os.getpid()}")
-    slots.lock_dir().mkdir(exist_ok=True)
     inside, peak, lock = [0], [0], threading.Lock()
 
     def job() -> None:

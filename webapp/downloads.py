@@ -65,7 +65,8 @@ def router(downloads: Downloads) -> APIRouter:
     def download(token: str) -> Response:
         item = downloads.take(token)
         if item is None:
-            return Response("this download link has expired; create a new one in the Results tab", status_code=404,
+            return Response("this download link has expired or was used already: open the Results tab (or the "
+                            "experiment's report on the Admin tab) again for a new one", status_code=404,
                             media_type="text/plain")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in item.filename)
         return Response(item.data, media_type=item.media_type,
