@@ -163,3 +163,30 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+class Clock:
+    """The server's idea of now for audio links and play events (a full play, an expiry, without sleeping)."""
+
+    def __init__(self):
+        import datetime as dt
+
+        self.now = dt.datetime.now(dt.UTC)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        import datetime as dt
+
+        self.now += dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """`db.audio_links` reads the time from this clock (move it on with `clock.advance(seconds)`)."""
+    import db.audio_links as links
+
+    c = Clock()
+    monkeypatch.setattr(links, "utcnow", c)
+    return c

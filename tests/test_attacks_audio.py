@@ -26,26 +26,6 @@ from webapp.sample import make_sample_study
 CLIP_SECONDS = 0.6
 
 
-class Clock:
-    """The server's idea of now for audio links and play events (no sleeping in tests)."""
-
-    def __init__(self):
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(links_mod, "utcnow", c)
-    return c
-
-
 @pytest.fixture
 def study(workspace, monkeypatch):
     monkeypatch.setenv("OBT_EVAL_ADMIN_PASSWORD", "pw")

@@ -6,14 +6,11 @@ replica answers any call; the server still decides every step (which trial, full
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-import db.audio_links as links_mod
 from db.models import Trial
 from db.protocol import TrialView
 from webapp import rater_page
@@ -25,23 +22,6 @@ from webapp.rating import Screen
 from webapp.sample import SAMPLE_SYSTEMS, make_sample_study
 
 CLIP_SECONDS = 0.5
-
-
-class Clock:
-    """The server's idea of now for audio links and play events (a full play without sleeping)."""
-
-    def __init__(self):
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(links_mod, "utcnow", c)
-    return c
 
 
 @pytest.fixture
@@ -75,14 +55,14 @@ def join(client: TestClient, invite: str) -> dict:
     return screen["trial"]
 
 
-def play_both(client: TestClient, trial: dict, clock: Clock) -> bool:
+def play_both(client: TestClient, trial: dict, clock) -> bool:
     """Fetch and play A and B to the end (the clock moves on by more than a clip); the last end's `both`."""
     both = False
     for slot in "AB":
         url = "/" + trial["audio"][slot]
         assert client.get(url).status_code == 200
         assert client.post(f"{url}/play").json()["ok"]
-        clock.now += dt.timedelta(seconds=CLIP_SECONDS + 1.5)
+        clock.advance(CLIP_SECONDS + 1.5)
         both = client.post(f"{url}/ended").json()["both"]
     return both
 
