@@ -25,7 +25,6 @@ from db.studies import rater_by_token, register_rater
 from obt_eval.errors import BadInputError, NotFoundError, ObtEvalError
 from webapp.context import AppContext
 
-SLOTS = ("A", "B")
 MAX_INVITE_CHARS = 300  # a pasted link with its query string; the token itself is 32 characters
 MAX_LANGUAGES_CHARS = 1000
 BUSY = "The server is busy. Please try again in a moment."
