@@ -157,6 +157,27 @@ def test_the_demo_preset_fills_the_form_and_the_form_overrides_it(ctx):
         E.options_from_form(ctx, _form(name="../evil"))
 
 
+def test_other_encoders_are_hub_ids_or_checkpoint_folders_the_app_may_read(ctx, tmp_path):
+    assert E.form_values("demo")["other_encoders"] == "" and E.form_values(None)["other_encoders"] == ""
+    folder = Path(ctx.workspace.root) / "checkpoints" / "my-hubert"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    options = E.options_from_form(ctx, _form(other_encoders=" utter-project/mHuBERT-147 , checkpoints/my-hubert,"))
+    assert options.encoders == ["mfcc", "logmel", "utter-project/mHuBERT-147", str(folder.resolve())]
+    outside = tmp_path / "elsewhere" / "ckpt"
+    outside.mkdir(parents=True)
+    (outside / "config.json").write_text("{}")
+    empty = Path(ctx.workspace.root) / "checkpoints" / "empty"
+    empty.mkdir()
+    for text, reason in ((str(outside), "outside the workspace"), ("../../etc", "outside the workspace"),
+                         ("just-a-name", "neither a Hugging Face id nor a folder"),
+                         (str(empty), "no config.json"), (str(folder / "missing"), "no checkpoint folder")):
+        with pytest.raises(BadInputError, match=reason):
+            E.options_from_form(ctx, _form(other_encoders=text))
+    with pytest.raises(BadInputError, match="at most 12 encoders"):
+        E.options_from_form(ctx, _form(other_encoders=", ".join(f"org/model-{i}" for i in range(11))))
+
+
 def test_a_corpus_shows_its_size_in_the_dropdown(ctx, researcher):
     folder = Path(ctx.workspace.root) / "corpora" / "satere"
     folder.mkdir(parents=True)

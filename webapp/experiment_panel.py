@@ -83,6 +83,10 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
                              info="Ingested corpora of the workspace (add one under Corpora below)")
         encoders = gr.CheckboxGroup(choices=[], label="Encoders to compare (name · size · licence)",
                                     elem_id="obt-exp-encoders", elem_classes=["obt-encoders"])
+        other_encoders = gr.Textbox(label="Other encoders (optional)", max_lines=1, max_length=4 * E.MAX_TEXT,
+                                    elem_id="obt-exp-other-encoders",
+                                    placeholder="e.g. utter-project/mHuBERT-147, /data/checkpoints/my-hubert",
+                                    info="Hugging Face ids or checkpoint folders on the server, comma-separated")
         with gr.Row(elem_classes=["obt-wrap"]):
             layers = gr.Textbox(value="default", label="Layers", max_lines=1, max_length=E.MAX_TEXT,
                                 elem_id="obt-exp-layers", min_width=160,
@@ -136,7 +140,7 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         study_msg = gr.Markdown(elem_id="obt-study-msg", elem_classes=["obt-msg"])
         invitations = gr.HTML("", elem_id="obt-invitations", js_on_load=E.COPY_JS)
 
-    form = [preset, name, corpus, encoders, layers, ks, vocoder, steps, utterances]
+    form = [preset, name, corpus, encoders, other_encoders, layers, ks, vocoder, steps, utterances]
 
     def view(session: AdminSession, selected: str | None, advance: bool = False) -> dict:
         """Stage table, log, summary and buttons of the selected experiment (or of none)."""
@@ -186,7 +190,8 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
                 corpus: gr.Dropdown(choices=E.corpus_choices(ctx, session, values["preset"] or None),
                                     value=values["corpus"]),
                 encoders: gr.CheckboxGroup(choices=E.encoder_choices(), value=values["encoders"]),
-                layers: values["layers"], ks: values["ks"], vocoder: values["vocoder_preset"],
+                other_encoders: values["other_encoders"], layers: values["layers"], ks: values["ks"],
+                vocoder: values["vocoder_preset"],
                 steps: values["vocoder_steps"], utterances: values["study_utterances"], run_msg: "",
                 exp_list: E.experiments_table(ctx, session), pick: gr.Dropdown(choices=names, value=first),
                 listed: names, **view(session, first)}
@@ -198,8 +203,8 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         values = E.form_values(chosen or None)
         return {name: values["name"],
                 corpus: gr.Dropdown(choices=E.corpus_choices(ctx, session, chosen or None), value=values["corpus"]),
-                encoders: values["encoders"], layers: values["layers"], ks: values["ks"],
-                vocoder: values["vocoder_preset"], steps: values["vocoder_steps"],
+                encoders: values["encoders"], other_encoders: values["other_encoders"], layers: values["layers"],
+                ks: values["ks"], vocoder: values["vocoder_preset"], steps: values["vocoder_steps"],
                 utterances: values["study_utterances"], run_msg: "", started: None}
 
     @guarded(run_msg)
@@ -278,12 +283,13 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         """Nothing a researcher saw stays on the page after logging out."""
         return {exp_list: pd.DataFrame(columns=E.EXPERIMENT_COLUMNS), pick: gr.Dropdown(choices=[], value=None),
                 corpus: gr.Dropdown(choices=[], value=None), encoders: gr.CheckboxGroup(choices=[], value=[]),
-                summary: "", stages: E.stages_html(None), log: "", report: "", downloads: "", invitations: "",
-                run_msg: "", action_msg: "", study_msg: "", report_msg: "", started: None, listed: []}
+                other_encoders: "", summary: "", stages: E.stages_html(None), log: "", report: "", downloads: "",
+                invitations: "", run_msg: "", action_msg: "", study_msg: "", report_msg: "", started: None, listed: []}
 
     view_outputs = [summary, stages, log, cancel_btn, resume_btn, report_btn, study_btn]
     preset.input(on_preset, [admin_state, preset],
-                 [name, corpus, encoders, layers, ks, vocoder, steps, utterances, run_msg, started], **PRIVATE)
+                 [name, corpus, encoders, other_encoders, layers, ks, vocoder, steps, utterances, run_msg, started],
+                 **PRIVATE)
     run_btn.click(on_run, [admin_state, *form],
                   [started, timer, report, downloads, invitations, study_msg, action_msg, exp_list, pick, listed,
                    run_msg, *view_outputs], **PRIVATE)
@@ -302,7 +308,7 @@ def build_experiment_panel(ctx: AppContext, admin_state: gr.State, timer: gr.Tim
         login_outputs=[*form, run_msg, exp_list, pick, listed, *view_outputs],
         tick_outputs=[exp_list, run_msg, pick, listed, *view_outputs],
         tick_inputs=[pick, started, listed],
-        logout_outputs=[exp_list, pick, corpus, encoders, summary, stages, log, report, downloads, invitations,
-                        run_msg, action_msg, study_msg, report_msg, started, listed],
+        logout_outputs=[exp_list, pick, corpus, encoders, other_encoders, summary, stages, log, report, downloads,
+                        invitations, run_msg, action_msg, study_msg, report_msg, started, listed],
         on_login=on_login, on_tick=on_tick, on_logout=on_logout,
     )

@@ -31,13 +31,15 @@ MAX_TEXT = 200  # a name, a layer list, a list of k values
 MAX_ENCODERS = 12
 LOG_LINES = 30  # the log box shows this many of the last lines: the end, never the beginning
 MAX_LOG_LINE = 400  # a progress bar redrawn without newlines must not become one endless line
+# A Hugging Face model id: owner/name (letters, digits, -, _ and .), as the Hub allows them.
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 LAYER_SPEC = re.compile(r"^\d{1,3}(-\d{1,3})?(,\d{1,3}(-\d{1,3})?)*$")
 FINAL = ("done", "failed", "cancelled")
 STATE_MARKS = {"done": "✓", "failed": "✗", "running": "▶", "queued": "…", "cancelled": "■", "pending": "·"}
 EXPERIMENT_COLUMNS = ["experiment", "state", "stages", "corpus", "encoders", "updated"]
 STAGE_COLUMNS = ["stage", "state", "progress", "elapsed", "ETA"]
-FORM_FIELDS = ("preset", "name", "corpus", "encoders", "layers", "ks", "vocoder_preset", "vocoder_steps",
-               "study_utterances")
+FORM_FIELDS = ("preset", "name", "corpus", "encoders", "other_encoders", "layers", "ks", "vocoder_preset",
+               "vocoder_steps", "study_utterances")
 
 
 def bounded_text(value: object, what: str, limit: int = MAX_TEXT) -> str:
@@ -152,9 +154,12 @@ def form_values(preset_name: str | None) -> dict[str, Any]:
     """What the form shows for a preset (or the defaults of a new experiment when none is chosen)."""
     options = preset(preset_name) if preset_name else None
     if options is None:
-        return {"preset": "", "name": "", "corpus": None, "encoders": [], "layers": "default", "ks": "100",
-                "vocoder_preset": "reference", "vocoder_steps": None, "study_utterances": 50}
-    return {"preset": preset_name, "name": options.name, "corpus": options.corpus, "encoders": list(options.encoders),
+        return {"preset": "", "name": "", "corpus": None, "encoders": [], "other_encoders": "", "layers": "default",
+                "ks": "100", "vocoder_preset": "reference", "vocoder_steps": None, "study_utterances": 50}
+    listed = {name for _, name in encoder_choices()}
+    return {"preset": preset_name, "name": options.name, "corpus": options.corpus,
+            "encoders": [e for e in options.encoders if e in listed],
+            "other_encoders": ", ".join(e for e in options.encoders if e not in listed),
             "layers": options.layers, "ks": ", ".join(str(k) for k in options.ks),
             "vocoder_preset": options.vocoder_preset, "vocoder_steps": options.vocoder_steps,
             "study_utterances": options.study_utterances}
@@ -195,6 +200,36 @@ def check_layers(text: object) -> str:
     return raw
 
 
+def parse_other_encoders(ctx: AppContext, text: object) -> list[str]:
+    """Encoders beyond the registry: Hugging Face ids (``owner/model``) or checkpoint folders the app may read
+    (in the workspace or `OBT_EVAL_DATA_ROOTS`), comma-separated; folders come back as absolute paths."""
+    from obt_eval.encoders.registry import resolve_encoder
+    from pipelines.params import confined
+
+    out = []
+    for item in (part.strip() for part in bounded_text(text, "other encoders", 4 * MAX_TEXT).split(",")):
+        if not item:
+            continue
+        if HUB_ID.match(item) and not (Path(ctx.workspace.root) / item).exists():
+            out.append(item)  # owner/model, unless the workspace has a folder of that name
+            continue
+        if not item.startswith(("/", "~", ".")) and "/" not in item:
+            raise BadInputError(f"{item[:60]!r} is neither a Hugging Face id nor a folder",
+                                "write a Hub id like utter-project/mHuBERT-147, or the full path of a checkpoint "
+                                "folder on the server (or pick a registered encoder above)")
+        path = confined(ctx.workspace, item)[0]
+        if not path.is_dir():
+            raise BadInputError(f"no checkpoint folder {item[:80]!r} on the server",
+                                "give the full path of a folder written by save_pretrained(), or a Hub id")
+        try:
+            resolve_encoder(str(path))
+        except NotFoundError as exc:
+            raise BadInputError(str(exc).split("\n")[0], "give a folder written by save_pretrained() (config.json "
+                                "+ weights) or an ESPnet SSL folder (config.yaml + a .pth checkpoint)") from exc
+        out.append(str(path.resolve()))
+    return out
+
+
 def options_from_form(ctx: AppContext, form: dict[str, Any]) -> ExperimentOptions:
     """Typed, bounded experiment options from the form (a preset's hidden settings kept when one is chosen)."""
     preset_name = bounded_text(form.get("preset"), "preset") or None
@@ -211,14 +246,16 @@ def options_from_form(ctx: AppContext, form: dict[str, Any]) -> ExperimentOption
     encoders = form.get("encoders") or []
     if not isinstance(encoders, list) or not all(isinstance(e, str) for e in encoders):
         raise BadInputError("the encoders must be a list of names")
+    known = {name for _, name in encoder_choices()}
+    unknown = [e for e in encoders if e not in known]
+    if unknown:
+        raise BadInputError(f"unknown encoder {unknown[0][:60]!r}",
+                            "choose encoders from the list (a Hub id or a checkpoint folder: under Other encoders)")
+    encoders = [*encoders, *parse_other_encoders(ctx, form.get("other_encoders"))]
     if not encoders:
         raise BadInputError("choose at least one encoder", "tick two or more to compare them")
     if len(encoders) > MAX_ENCODERS:
         raise BadInputError(f"at most {MAX_ENCODERS} encoders at once", "split the comparison in two experiments")
-    known = {name for _, name in encoder_choices()}
-    unknown = [e for e in encoders if e not in known]
-    if unknown:
-        raise BadInputError(f"unknown encoder {unknown[0][:60]!r}", "choose encoders from the list")
     given: dict[str, Any] = {
         "name": name, "corpus": corpus, "encoders": encoders, "layers": check_layers(form.get("layers")),
         "ks": parse_ks(form.get("ks")), "vocoder_preset": bounded_text(form.get("vocoder_preset"), "vocoder preset"),
