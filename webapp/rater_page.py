@@ -113,7 +113,8 @@ def router(ctx: AppContext, threads: int = RATER_THREADS) -> APIRouter:
 
     async def answer(request: Request, model: type[BaseModel], work) -> Response:
         if not (request.headers.get("content-type") or "").startswith("application/json"):
-            return JSONResponse({"error": "send the answers as JSON (application/json)"}, status_code=415)
+            return JSONResponse({"error": "send the answers as JSON (application/json)"}, status_code=415,
+                                headers=NO_STORE)
         try:
             call = model.model_validate(json.loads(await request.body() or b"null"))
         except (ValueError, ValidationError):  # the field names only, never the values sent back
@@ -123,7 +124,7 @@ def router(ctx: AppContext, threads: int = RATER_THREADS) -> APIRouter:
         return JSONResponse(result, headers=NO_STORE)
 
     @api.get("/rate", include_in_schema=False)
-    def page() -> HTMLResponse:
+    async def page() -> HTMLResponse:  # async: a cached string needs no worker thread
         return HTMLResponse(page_html(), headers={**NO_STORE, "X-Content-Type-Options": "nosniff",
                                                   "Referrer-Policy": "no-referrer"})
 
