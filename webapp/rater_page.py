@@ -77,9 +77,7 @@ def _scale(labels: dict[str, str]) -> list[list]:
 
 def screen_json(screen: R.Screen, invite: str | None, page_trial: str | None = None) -> dict:
     """What the page shows next, as JSON (see the module docstring)."""
-    saved = screen.status.startswith("Saved.")
-    status = screen.status[len("Saved."):].strip() if saved else screen.status
-    out: dict = {"screen": screen.name, "status": status, "saved": saved, "keep": False}
+    out: dict = {"screen": screen.name, "status": screen.status, "saved": screen.saved, "keep": False}
     if screen.name != "join" and invite:
         out["invite"] = invite  # the cleaned token (from a pasted link): the page puts it in its address
     if screen.name == "trial":

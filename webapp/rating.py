@@ -56,6 +56,7 @@ class Screen:
     code: str | None = None
     instructions: str = ""
     ended: frozenset[str] = frozenset()  # the trial's clips already played to the end (a reload keeps them)
+    saved: bool = False  # the submit that led here recorded a rating (said even when what follows is a problem)
 
 
 def completion_code(secret: bytes, invite: str) -> str:
@@ -212,6 +213,5 @@ def submit(ctx: AppContext, session: RaterSession, score_a: int | None, score_b:
     screen = _trial_screen(ctx, session, *served) if served is not None else load_trial(ctx, session)
     if screen.name in ("join", "profile") and screen.status != INVALID:
         screen = _stay(session, screen.status or BUSY)  # the next trial could not be served: stay, say why
-    if result.recorded:  # said even when the next trial could not be served (then with the reason)
-        screen.status = f"Saved. {screen.status}" if screen.status else "Saved."
+    screen.saved = result.recorded  # said even when the next trial could not be served (the status says why)
     return screen, result.recorded

@@ -11,29 +11,35 @@
   const state = {invite: null, trial: null, ended: new Set(), busy: false};
 
   // ---- talking to the server ------------------------------------------------------------------------------------
-  const post = async (path, body) => {
+  const pause = (ms) => new Promise((ok) => setTimeout(ok, ms));
+  // A POST, sent again after a dropped connection (twice) or a busy database's 503 (its Retry-After, 4 times);
+  // the last reply, or null when the connection stayed down.
+  const send = async (path, options) => {
     for (let tries = 0; ; tries += 1) {
       let reply;
       try {
-        reply = await fetch(path, {method: 'POST', headers: {'Content-Type': 'application/json'},
-                                   body: JSON.stringify(body), credentials: 'same-origin'});
+        reply = await fetch(path, {method: 'POST', credentials: 'same-origin', ...options});
       } catch (err) {
-        if (tries < 2) { await new Promise((ok) => setTimeout(ok, 1000 * (tries + 1))); continue; }
-        return {error: OFFLINE};
+        if (tries < 2) { await pause(1000 * (tries + 1)); continue; }
+        return null;
       }
-      if (reply.status === 503 && tries < 4) {
-        const wait = 1000 * (parseFloat(reply.headers.get('Retry-After')) || 1) * (tries + 1);
-        await new Promise((ok) => setTimeout(ok, wait));
-        continue;
-      }
-      try {
-        const data = await reply.json();
-        return reply.ok ? data : {error: data.error || 'Something went wrong. Reload the page and try again.'};
-      } catch (err) {
-        return {error: 'Something went wrong. Reload the page and try again.'};
-      }
+      if (reply.status !== 503 || tries >= 4) return reply;
+      await pause(1000 * (parseFloat(reply.headers.get('Retry-After')) || 1) * (tries + 1));
     }
   };
+  const FAILED = 'Something went wrong. Reload the page and try again.';
+  const post = async (path, body) => {
+    const reply = await send(path, {headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+    if (!reply) return {error: OFFLINE};
+    try {
+      const data = await reply.json();
+      return reply.ok ? data : {error: data.error || FAILED};
+    } catch (err) {
+      return {error: FAILED};
+    }
+  };
+  // The answer chosen in a group of radio buttons (null when none is).
+  const chosen = (form, name) => { const el = $(`input[name="${name}"]:checked`, form); return el ? el.value : null; };
 
   // ---- feedback next to the button that caused it ---------------------------------------------------------------
   const note = (screen, text) => {
@@ -198,11 +204,10 @@
   $('#obt-profile-form').addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const form = ev.target;
-    const checked = (name) => { const el = $(`input[name="${name}"]:checked`, form); return el ? el.value : null; };
     const button = $('#obt-continue');
     working(button, true, 'Saving…');
     const answer = await post('rate/api/profile', {
-      invite: state.invite, native: checked('native'), linguist: checked('linguist'),
+      invite: state.invite, native: chosen(form, 'native'), linguist: chosen(form, 'linguist'),
       languages: $('#obt-languages-input').value, consent: $('#obt-consent input').checked,
     });
     working(button, false);
@@ -216,16 +221,15 @@
     ev.preventDefault();
     if (state.busy || !state.trial) return;
     const form = ev.target;
-    const value = (name) => { const el = $(`input[name="${name}"]:checked`, form); return el ? el.value : null; };
-    const a = value('a');
-    const b = value('b');
+    const a = chosen(form, 'a');
+    const b = chosen(form, 'b');
     if (a === null || b === null) { note('trial', 'Rate both recordings before you continue.'); return; }
     const button = $('#obt-submit');
     state.busy = true;
     working(button, true, 'Saving…');
     const answer = await post('rate/api/submit', {invite: state.invite, trial: state.trial.token,
                                                   a: parseInt(a, 10), b: parseInt(b, 10),
-                                                  preference: value('preference')});
+                                                  preference: chosen(form, 'preference')});
     state.busy = false;
     working(button, false);
     render(answer, 'trial');
@@ -236,15 +240,14 @@
   const player = $('#obt-player');
   const button = (slot) => $(`button.obt-play[data-slot="${slot}"]`, player);
   const fill = (slot, frac) => { $(`.obt-fill[data-slot="${slot}"]`, player).style.width = `${Math.round(Math.min(1, frac) * 100)}%`; };
-  // A busy database answers 503 with Retry-After: wait, send again.
-  const report = (audio, what, tries = 0) => fetch(`${audio.getAttribute('src')}/${what}`, {method: 'POST'})
-    .then((r) => {
-      if (r.status === 503 && tries < 5) {
-        const wait = 1000 * (parseFloat(r.headers.get('Retry-After')) || 1) * (1 + tries);
-        return new Promise((ok) => setTimeout(ok, wait)).then(() => report(audio, what, tries + 1));
-      }
-      return r.ok ? r.json() : {ok: false, both: false};
-    }).catch(() => ({ok: false, both: false}));
+  const report = async (audio, what) => {
+    const reply = await send(`${audio.getAttribute('src')}/${what}`, {});
+    try {
+      return reply && reply.ok ? await reply.json() : {ok: false, both: false};
+    } catch (err) {
+      return {ok: false, both: false};
+    }
+  };
 
   player.addEventListener('click', (ev) => {
     const btn = ev.target.closest('button.obt-play');
